@@ -1,0 +1,1 @@
+//! The proxy-wasm boundary shared by every Palisade filter.

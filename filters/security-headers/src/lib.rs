@@ -1,0 +1,1 @@
+//! Palisade security-headers filter.
