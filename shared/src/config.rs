@@ -70,8 +70,30 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ConfigError::field(path, e.into_inner())
+        let message = e.into_inner().to_string();
+        // A hand-written `Deserialize` that parsed a nested value reports the inner path this way.
+        if let Some((inner, reason)) = message
+            .strip_prefix(NESTED_MARK)
+            .and_then(|rest| rest.split_once(NESTED_MARK))
+        {
+            return ConfigError::field(inner, reason).within(&path);
+        }
+        ConfigError::field(path, message)
     })
+}
+
+const NESTED_MARK: &str = "\u{1f}";
+
+/// The message a hand-written `Deserialize` returns for an error inside a nested value, so that
+/// [`from_value`] can report the full path (`hsts.max_age`, not just `hsts`).
+pub fn nested_message(err: &ConfigError) -> String {
+    match err {
+        ConfigError::Field { path, reason } if path != "(root)" => {
+            format!("{NESTED_MARK}{path}{NESTED_MARK}{reason}")
+        }
+        ConfigError::Field { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Deserializes configuration bytes into `T`.

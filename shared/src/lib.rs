@@ -12,5 +12,6 @@ pub mod matcher;
 pub mod metrics;
 pub mod response;
 pub mod rules;
+pub mod security_headers;
 
 pub use config::ConfigError;

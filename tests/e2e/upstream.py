@@ -1,0 +1,100 @@
+"""A small real HTTP upstream for the end-to-end tests and `make run`.
+
+It behaves like an ordinary web app that leaks a little: it sets `Server`, `X-Powered-By` and
+`X-AspNet-Version`, and several `Set-Cookie` headers without security attributes. The JSON body
+echoes what reached it (method, path, headers), so tests can see what the filters forwarded.
+
+Paths:
+  /html...             answers `text/html`
+  /status/<code>       answers with that status
+  /own-headers         sets its own `x-frame-options` and `cache-control`
+  anything else        answers `application/json`
+"""
+
+import argparse
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "demo-upstream/1.0"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # keep test output quiet
+        pass
+
+    def _answer(self):
+        length = int(self.headers.get("content-length") or 0)
+        body_in = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        status = 200
+        content_type = "application/json"
+        extra = []
+        if path.startswith("/status/"):
+            try:
+                status = int(path.split("/")[2])
+            except ValueError:
+                status = 400
+        if path.startswith("/html"):
+            content_type = "text/html; charset=utf-8"
+        if path == "/own-headers":
+            extra = [("X-Frame-Options", "SAMEORIGIN"), ("Cache-Control", "public, max-age=60")]
+        if content_type.startswith("text/html"):
+            body = b"<!doctype html><title>demo</title><p>hello</p>"
+        else:
+            body = json.dumps(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body_length": len(body_in),
+                }
+            ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("X-Powered-By", "PHP/8.3.0")
+        self.send_header("X-AspNet-Version", "4.0.30319")
+        self.send_header("X-Debug-Info", "node-7 build-4411")
+        self.send_header("Set-Cookie", "session=abc123; Path=/")
+        self.send_header("Set-Cookie", "theme=dark; Path=/; Secure; SameSite=Strict")
+        self.send_header("Set-Cookie", "csrftoken=xyz789; Path=/")
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
+
+
+class Upstream:
+    """Runs the upstream in a background thread on 127.0.0.1."""
+
+    def __init__(self, port=0):
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=18080)
+    args = parser.parse_args()
+    up = Upstream(args.port)
+    print(f"demo upstream on http://127.0.0.1:{up.port}", flush=True)
+    try:
+        up.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
