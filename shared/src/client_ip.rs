@@ -44,13 +44,22 @@ pub fn parse_address(addr: &str) -> Option<IpAddr> {
 /// `use_remote_address: true`), that entry is the peer, not one more hop, and is counted once.
 /// When the header has fewer entries than trusted hops, the request did not come through all the
 /// trusted proxies, and the nearest untrusted address is used.
-pub fn client_ip(config: &ClientIpConfig, xff: Option<&str>, downstream: Option<&str>) -> Option<IpAddr> {
+pub fn client_ip(
+    config: &ClientIpConfig,
+    xff: Option<&str>,
+    downstream: Option<&str>,
+) -> Option<IpAddr> {
     let peer = downstream.and_then(parse_address);
     if config.trusted_hops == 0 {
         return peer;
     }
     let entries: Vec<&str> = xff
-        .map(|h| h.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+        .map(|h| {
+            h.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let mut chain: &[&str] = &entries;
     if let (Some(last), Some(peer)) = (chain.last(), peer) {

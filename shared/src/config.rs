@@ -25,7 +25,11 @@ impl ConfigError {
     pub fn field(path: impl Into<String>, reason: impl fmt::Display) -> Self {
         let path = path.into();
         ConfigError::Field {
-            path: if path.is_empty() { "(root)".to_owned() } else { path },
+            path: if path.is_empty() {
+                "(root)".to_owned()
+            } else {
+                path
+            },
             reason: reason.to_string(),
         }
     }

@@ -181,9 +181,7 @@ impl HostMatch {
         match self {
             HostMatch::Any => true,
             HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostMatch::Suffix(s) => {
-                host.len() > s.len() && ends_with_ignore_case(host, s)
-            }
+            HostMatch::Suffix(s) => host.len() > s.len() && ends_with_ignore_case(host, s),
             HostMatch::Prefix(p) => {
                 host.len() > p.len()
                     && host.is_char_boundary(p.len())

@@ -98,7 +98,9 @@ impl<T> RuleSet<T> {
                 }
             };
             let spec: MatchSpec = match fields.remove("match") {
-                Some(m) => crate::config::from_value(m).map_err(|e| e.within(&format!("{at}.match")))?,
+                Some(m) => {
+                    crate::config::from_value(m).map_err(|e| e.within(&format!("{at}.match")))?
+                }
                 None => return Err(ConfigError::field(at, "missing field `match`")),
             };
             let matcher = RouteMatch::compile(&format!("{at}.match"), &spec)?;

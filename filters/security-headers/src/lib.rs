@@ -156,7 +156,9 @@ impl HttpContext for Filter {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = host::response_headers();
         let mut sink = Sink(host::ResponseHeaders);
-        let done = self.policy().harden_response(&headers, self.https, &mut sink);
+        let done = self
+            .policy()
+            .harden_response(&headers, self.https, &mut sink);
         let metrics = &self.state.1;
         metrics.responses_hardened.inc();
         if done.headers_removed > 0 {

@@ -85,7 +85,9 @@ impl<'de> Deserialize<'de> for HeaderOverride {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Value::deserialize(d)? {
             Value::String(s) => Ok(HeaderOverride::Value(s)),
-            obj @ Value::Object(_) => nested::<HeaderSetting, D::Error>(obj).map(HeaderOverride::Full),
+            obj @ Value::Object(_) => {
+                nested::<HeaderSetting, D::Error>(obj).map(HeaderOverride::Full)
+            }
             _ => Err(D::Error::custom(
                 "invalid type: expected a string, an object {\"value\", \"mode\"}, or null",
             )),

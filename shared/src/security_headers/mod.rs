@@ -26,9 +26,18 @@ pub const FILTER: &str = "security_headers";
 const DEDICATED: &[(&str, &str)] = &[
     ("strict-transport-security", "use the 'hsts' option"),
     ("content-security-policy", "use the 'csp' option"),
-    ("content-security-policy-report-only", "use 'csp.report_only'"),
-    ("set-cookie", "cookies come from the upstream; use 'cookies' to harden them"),
-    ("clear-site-data", "use the 'clear_site_data' option on the route that needs it"),
+    (
+        "content-security-policy-report-only",
+        "use 'csp.report_only'",
+    ),
+    (
+        "set-cookie",
+        "cookies come from the upstream; use 'cookies' to harden them",
+    ),
+    (
+        "clear-site-data",
+        "use the 'clear_site_data' option on the route that needs it",
+    ),
 ];
 
 /// When a header applies.
@@ -86,7 +95,10 @@ impl SecurityHeaders {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
         let doc = crate::config::parse_json(bytes)?;
         let Value::Object(map) = doc else {
-            return Err(ConfigError::field("", "the configuration must be a JSON object"));
+            return Err(ConfigError::field(
+                "",
+                "the configuration must be a JSON object",
+            ));
         };
         Self::from_document(&map)
     }
@@ -163,7 +175,10 @@ impl Policy {
                 return Err(ConfigError::field(at, "is not a valid header name"));
             }
             if let Some((_, hint)) = DEDICATED.iter().find(|(n, _)| *n == lname) {
-                return Err(ConfigError::field(at, format!("cannot be set here: {hint}")));
+                return Err(ConfigError::field(
+                    at,
+                    format!("cannot be set here: {hint}"),
+                ));
             }
             add.retain(|h| h.name != lname);
             let Some(setting) = setting else { continue };
@@ -211,13 +226,21 @@ impl Policy {
                 name: "strict-transport-security".into(),
                 value,
                 mode: Mode::Overwrite,
-                when: if h.force { When::Always } else { When::HttpsOnly },
+                when: if h.force {
+                    When::Always
+                } else {
+                    When::HttpsOnly
+                },
             });
         }
 
         // CSP.
         let csp = raw.csp.clone().unwrap_or_default();
-        let when = if csp.html_only { When::HtmlOnly } else { When::Always };
+        let when = if csp.html_only {
+            When::HtmlOnly
+        } else {
+            When::Always
+        };
         let mode = csp.mode.unwrap_or_default();
         let policy = match &csp.policy {
             Some(p) => p.clone(),
@@ -472,7 +495,10 @@ impl Policy {
         headers: &'a [(String, String)],
     ) -> impl Iterator<Item = &'a str> + 'a {
         headers.iter().filter_map(move |(name, _)| {
-            let strip = self.strip_names.iter().any(|n| name.eq_ignore_ascii_case(n))
+            let strip = self
+                .strip_names
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
                 || self
                     .strip_prefixes
                     .iter()
@@ -506,12 +532,12 @@ impl Policy {
             if last_removed == Some(lname) {
                 continue;
             }
-            if self.remove.binary_search_by(|r| r.as_str().cmp(lname)).is_ok()
+            if self
+                .remove
+                .binary_search_by(|r| r.as_str().cmp(lname))
+                .is_ok()
                 || (name.bytes().any(|b| b.is_ascii_uppercase())
-                    && self
-                        .remove
-                        .iter()
-                        .any(|r| r.eq_ignore_ascii_case(lname)))
+                    && self.remove.iter().any(|r| r.eq_ignore_ascii_case(lname)))
             {
                 sink.remove(lname);
                 done.headers_removed += 1;
@@ -610,9 +636,8 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 /// RFC 9110 token characters (header names).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_value(path: &str, value: &str) -> Result<(), ConfigError> {
@@ -627,7 +652,6 @@ fn check_value(path: &str, value: &str) -> Result<(), ConfigError> {
 
 /// A host we may put in a `Location` header: no characters that could break out of it.
 fn is_safe_host(host: &str) -> bool {
-    host.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-    })
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
 }

@@ -43,9 +43,17 @@ pub fn headers(preset: Preset) -> &'static [(&'static str, &'static str, Mode)] 
     match preset {
         Preset::Strict => &[
             ("cache-control", "no-store, max-age=0", Mode::AddIfAbsent),
-            ("cross-origin-embedder-policy", "require-corp", Mode::Overwrite),
+            (
+                "cross-origin-embedder-policy",
+                "require-corp",
+                Mode::Overwrite,
+            ),
             ("cross-origin-opener-policy", "same-origin", Mode::Overwrite),
-            ("cross-origin-resource-policy", "same-origin", Mode::Overwrite),
+            (
+                "cross-origin-resource-policy",
+                "same-origin",
+                Mode::Overwrite,
+            ),
             ("permissions-policy", PERMISSIONS_POLICY, Mode::Overwrite),
             ("referrer-policy", "no-referrer", Mode::Overwrite),
             ("x-content-type-options", "nosniff", Mode::Overwrite),
@@ -55,7 +63,11 @@ pub fn headers(preset: Preset) -> &'static [(&'static str, &'static str, Mode)] 
         ],
         Preset::Api => &[
             ("cache-control", "no-store", Mode::Overwrite),
-            ("cross-origin-resource-policy", "same-origin", Mode::Overwrite),
+            (
+                "cross-origin-resource-policy",
+                "same-origin",
+                Mode::Overwrite,
+            ),
             ("referrer-policy", "no-referrer", Mode::Overwrite),
             ("x-content-type-options", "nosniff", Mode::Overwrite),
             ("x-frame-options", "deny", Mode::Overwrite),
