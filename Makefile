@@ -12,12 +12,13 @@ FILTER_PKGS := $(addprefix -p palisade-,$(FILTERS))
 # The wasm-bindgen test runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 
-.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e clean
+.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench wrk clean
 
 help:
 	@echo "make run    build every filter and start Envoy on http://localhost:10000 with a demo upstream"
 	@echo "make test   fmt, clippy, unit tests (native and wasm), end-to-end tests in real Envoy"
 	@echo "make build  build the filters' .wasm into target/$(WASM_TARGET)/release/"
+	@echo "make bench  Palisade against Envoy's native filters (wrk, loopback); writes docs/benchmarks.md"
 
 ## --- installing what is missing (idempotent) ---------------------------------------------------
 
@@ -72,6 +73,14 @@ wasm-test: rust-targets wasm-bindgen-cli
 
 e2e: venv build
 	$(PY) -m pytest tests/e2e -q
+
+## --- benchmarks (loopback only, bounded in time) --------------------------------------------------
+
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+bench: deps build wrk
+	$(PY) scripts/bench.py
 
 clean:
 	$(CARGO) clean
