@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod config;
 pub mod matcher;
 pub mod metrics;
+pub mod proto;
 pub mod response;
 pub mod rules;
 pub mod security_headers;

@@ -138,20 +138,13 @@ pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]
     }
 }
 
-/// Writes response headers through the host (for the core's `HeaderSink`s).
-#[derive(Debug, Default)]
-pub struct ResponseHeaders;
-
-impl ResponseHeaders {
-    pub fn set(&mut self, name: &str, value: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
-    }
-    pub fn add(&mut self, name: &str, value: &str) {
-        let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
-    }
-    pub fn remove(&mut self, name: &str) {
-        let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
-    }
+/// Replaces all response headers (pseudo-headers included) in one host call.
+pub fn replace_response_headers(headers: &[(String, String)]) {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let _ = hostcalls::set_map(MapType::HttpResponseHeaders, pairs);
 }
 
 /// Finds a header in a list fetched with [`request_headers`] / [`response_headers`].
@@ -160,4 +153,112 @@ pub fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// The host's clock, in nanoseconds since the Unix epoch (0 if the host cannot tell).
+pub fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The host's clock, in whole seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    now_nanos() / 1_000_000_000
+}
+
+/// Shared data (one store for every worker VM with the same `vm_id`): the value and its CAS.
+pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWriteError {
+    /// Another worker wrote since our read: read again and retry.
+    CasMismatch,
+    /// The host refused the write.
+    Failed,
+}
+
+/// Writes shared data if nobody wrote since `cas` was read (`None`: unconditionally).
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
+    match hostcalls::set_shared_data(key, Some(value), cas) {
+        Ok(()) => Ok(()),
+        Err(proxy_wasm::types::Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
+        Err(_) => Err(SharedWriteError::Failed),
+    }
+}
+
+/// Starts an HTTP call to an Envoy cluster; the answer arrives in `on_http_call_response`.
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: Option<&[u8]>,
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
+        Ok(token) => Some(token),
+        Err(status) => {
+            warn!("palisade: cannot call cluster '{cluster}': {status:?}");
+            None
+        }
+    }
+}
+
+/// The headers of an HTTP call's answer (inside `on_http_call_response`).
+pub fn http_call_response_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
+}
+
+/// The body of an HTTP call's answer, up to `max` bytes.
+pub fn http_call_response_body(size: usize, max: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size.min(max))
+        .ok()
+        .flatten()
+}
+
+/// The request body received so far (inside `on_http_request_body`).
+pub fn request_body(start: usize, size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, start, size)
+        .ok()
+        .flatten()
+}
+
+/// The response body received so far (inside `on_http_response_body`).
+pub fn response_body(start: usize, size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, start, size)
+        .ok()
+        .flatten()
+}
+
+/// Replaces the whole buffered response body.
+pub fn replace_response_body(size: usize, body: &[u8]) {
+    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body);
+}
+
+/// Result of asking Envoy (BoringSSL) to verify a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostVerify {
+    Valid,
+    Invalid,
+    /// The host has no `verify_signature` function, or refused the key: verify in wasm instead.
+    Unavailable,
+}
+
+/// Verifies a signature with Envoy's `verify_signature` foreign function (RSA PKCS#1 v1.5 and
+/// ECDSA with a DER signature; `hash` is e.g. `sha256`; `der_key` is a SubjectPublicKeyInfo).
+pub fn verify_signature(hash: &str, der_key: &[u8], signature: &[u8], text: &[u8]) -> HostVerify {
+    let args = palisade::proto::verify_signature_arguments(hash, der_key, signature, text);
+    match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
+        Ok(Some(result)) => match palisade::proto::verify_signature_result(&result) {
+            Ok(true) => HostVerify::Valid,
+            Ok(false) => HostVerify::Invalid,
+            Err(_) => HostVerify::Unavailable,
+        },
+        Ok(None) => HostVerify::Invalid,
+        Err(_) => HostVerify::Unavailable,
+    }
 }
