@@ -1,11 +1,16 @@
 //! Which IP address a request comes from.
 //!
-//! The client is found by walking the forwarding chain from the right: the chain is the addresses
-//! in `X-Forwarded-For` followed by the downstream peer that connected to Envoy. With
-//! `trusted_hops: 0` the client is the downstream peer (nothing in the header is trusted). With
-//! `trusted_hops: N`, the last N hops are proxies we trust to append honestly, so the client is the
-//! address just before them. The left-most entry is never trusted blindly: a client can write
-//! anything there.
+//! `trusted_hops: 0` (the default): the peer that connected to Envoy (`source.address`). When
+//! Envoy's own HTTP connection manager is told how many proxies to trust (`xff_num_trusted_hops`),
+//! that peer address already is the trusted client address, and this default is right.
+//!
+//! `trusted_hops: N`: the N-th address from the right of `X-Forwarded-For`, as Envoy passes the
+//! header to the filters. N counts every trusted proxy that appended an address, **including Envoy
+//! itself** when it appends the peer (`use_remote_address: true`). Example: a load balancer in
+//! front of an edge Envoy with `use_remote_address: true`: the LB appends the client, Envoy
+//! appends the LB, so `trusted_hops: 2`. The left-most entries, which a client can write, are
+//! never used unless the header is shorter than N (then the request came through fewer proxies,
+//! and the left-most entry is the earliest one a trusted proxy wrote).
 
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -37,20 +42,16 @@ pub fn parse_address(addr: &str) -> Option<IpAddr> {
     }
 }
 
-/// The client address for a request.
-///
-/// `xff` is the `X-Forwarded-For` header as Envoy passes it on, and `downstream` the peer address
-/// (`source.address`). When Envoy itself appended the peer to `X-Forwarded-For` (HCM
-/// `use_remote_address: true`), that entry is the peer, not one more hop, and is counted once.
-/// When the header has fewer entries than trusted hops, the request did not come through all the
-/// trusted proxies, and the nearest untrusted address is used.
+/// The client address for a request: `xff` is `X-Forwarded-For` as the filter sees it and
+/// `downstream` the peer address (`source.address`).
 pub fn client_ip(
     config: &ClientIpConfig,
     xff: Option<&str>,
     downstream: Option<&str>,
 ) -> Option<IpAddr> {
     let peer = downstream.and_then(parse_address);
-    if config.trusted_hops == 0 {
+    let n = config.trusted_hops as usize;
+    if n == 0 {
         return peer;
     }
     let entries: Vec<&str> = xff
@@ -61,19 +62,9 @@ pub fn client_ip(
                 .collect()
         })
         .unwrap_or_default();
-    let mut chain: &[&str] = &entries;
-    if let (Some(last), Some(peer)) = (chain.last(), peer) {
-        if parse_address(last) == Some(peer) {
-            chain = &chain[..chain.len() - 1];
-        }
+    match entries.len() {
+        0 => peer,
+        len if len < n => parse_address(entries[0]),
+        len => parse_address(entries[len - n]),
     }
-    // The peer is hop 1; each further trusted hop moves one entry to the left.
-    let skip = config.trusted_hops as usize - 1;
-    if chain.len() <= skip {
-        return match chain.first() {
-            Some(first) => parse_address(first).or(peer),
-            None => peer,
-        };
-    }
-    parse_address(chain[chain.len() - 1 - skip])
 }

@@ -197,23 +197,24 @@ fn client_ip_trusts_only_configured_hops() {
         client_ip(&zero, Some("1.1.1.1"), Some("10.0.0.5:4000")),
         Some(ip("10.0.0.5"))
     );
-    // One trusted proxy: the entry it appended (the right-most), never the spoofable left-most.
+    // One trusted appender: the right-most entry, never the spoofable left-most.
     assert_eq!(
         client_ip(&one, Some("6.6.6.6, 203.0.113.7"), Some("10.0.0.5:4000")),
         Some(ip("203.0.113.7"))
     );
+    // An LB appended the client, Envoy (use_remote_address) appended the LB: two appenders.
     assert_eq!(
         client_ip(
             &two,
             Some("6.6.6.6, 203.0.113.7, 10.1.1.1"),
-            Some("10.0.0.5:1")
+            Some("10.1.1.1:1")
         ),
         Some(ip("203.0.113.7"))
     );
-    // Envoy itself appended the peer (use_remote_address): counted once.
+    // Fewer entries than trusted appenders: the earliest one a trusted proxy wrote.
     assert_eq!(
-        client_ip(&one, Some("203.0.113.7, 10.0.0.5"), Some("10.0.0.5:4000")),
-        Some(ip("203.0.113.7"))
+        client_ip(&two, Some("198.51.100.9"), Some("10.0.0.5:1")),
+        Some(ip("198.51.100.9"))
     );
     // No header behind a trusted proxy: the peer.
     assert_eq!(
