@@ -11,6 +11,7 @@ pub mod config;
 pub mod matcher;
 pub mod metrics;
 pub mod proto;
+pub mod ratelimit;
 pub mod response;
 pub mod rules;
 pub mod security_headers;

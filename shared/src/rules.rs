@@ -143,6 +143,21 @@ impl<T> RuleSet<T> {
         }
     }
 
+    /// Every rule that matches the request, in order, for filters where all matching rules
+    /// apply (rate limits). The default policy is not included.
+    pub fn select_all<'s>(
+        &'s self,
+        req: &'s Request<'s>,
+    ) -> impl Iterator<Item = Selected<'s, T>> + 's {
+        self.rules
+            .iter()
+            .filter(move |rule| rule.matcher.matches(req))
+            .map(|rule| Selected {
+                rule: Some(&rule.name),
+                policy: &rule.policy,
+            })
+    }
+
     /// Index-based selection, for filters that keep the choice across callbacks.
     pub fn select_index(&self, req: &Request<'_>) -> Option<usize> {
         self.rules.iter().position(|r| r.matcher.matches(req))

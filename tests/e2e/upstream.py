@@ -41,7 +41,15 @@ class Handler(BaseHTTPRequestHandler):
             content_type = "text/html; charset=utf-8"
         if path == "/own-headers":
             extra = [("X-Frame-Options", "SAMEORIGIN"), ("Cache-Control", "public, max-age=60")]
-        if content_type.startswith("text/html"):
+        if path == "/users" and self.command == "POST" or path.startswith("/users/"):
+            # A user record that leaks what it should not (the input-validation filter scrubs it).
+            status = 201 if self.command == "POST" else 200
+            body = json.dumps({
+                "id": 7, "email": "a@example.com", "password": "hunter2",
+                "profile": {"name": "A", "secret": "s3cr3t", "tags": ["x"]},
+                "received_bytes": len(body_in),
+            }).encode()
+        elif content_type.startswith("text/html"):
             body = b"<!doctype html><title>demo</title><p>hello</p>"
         else:
             body = json.dumps(

@@ -138,6 +138,23 @@ pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]
     }
 }
 
+/// One response header.
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Sets (replaces) a response header.
+pub fn set_response_header(name: &str, value: &str) {
+    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+}
+
+/// Removes a response header.
+pub fn remove_response_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+}
+
 /// Replaces all response headers (pseudo-headers included) in one host call.
 pub fn replace_response_headers(headers: &[(String, String)]) {
     let pairs: Vec<(&str, &str)> = headers

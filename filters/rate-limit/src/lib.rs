@@ -1,0 +1,225 @@
+//! Palisade rate-limit filter.
+//!
+//! Request: plan which limits apply (core), refuse clients blocked for auth failures, ask the core
+//! for an exact verdict over proxy-wasm shared data (one state for all Envoy workers), then refuse
+//! (429 + headers), mark (shadow mode) or pass. Response: add the RateLimit headers to admitted
+//! responses when configured, and feed the status to the auth-failure throttles.
+
+use log::warn;
+use palisade::matcher::Request;
+use palisade::metrics::Counter;
+use palisade::ratelimit::headers::shadow_mark;
+use palisade::ratelimit::store::{CasStore, StoreError, Versioned};
+use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts};
+use palisade_host::{self as host, HostCounter, SharedWriteError};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+const FILTER: &str = "rate_limit";
+
+proxy_wasm::main! {{
+    host::init_logging();
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// The core's CAS store over Envoy's shared data (one per `vm_id`, shared by all workers).
+struct SharedData;
+
+impl CasStore for SharedData {
+    fn get(&self, key: &str) -> Result<Versioned, StoreError> {
+        let (value, cas) = host::shared_get(key);
+        Ok(Versioned { value, cas })
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        host::shared_set(key, value, cas).map_err(|e| match e {
+            SharedWriteError::CasMismatch => StoreError::CasMismatch,
+            SharedWriteError::Failed => StoreError::Host("shared data write refused".into()),
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Metrics {
+    allowed: HostCounter,
+    limited: HostCounter,
+    shadow_limited: HostCounter,
+    unlimited: HostCounter,
+    auth_blocked: HostCounter,
+    auth_failures: HostCounter,
+    auth_blocks_started: HostCounter,
+    store_errors: HostCounter,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let c = |what| HostCounter::define(FILTER, what);
+        Metrics {
+            allowed: c(Outcome::Allowed.metric()),
+            limited: c(Outcome::Limited.metric()),
+            shadow_limited: c(Outcome::ShadowLimited.metric()),
+            unlimited: c(Outcome::Unlimited.metric()),
+            auth_blocked: c("auth_blocked"),
+            auth_failures: c("auth_failures"),
+            auth_blocks_started: c("auth_blocks_started"),
+            store_errors: c("store_errors"),
+        }
+    }
+
+    fn outcome(&self, outcome: Outcome) -> HostCounter {
+        match outcome {
+            Outcome::Allowed => self.allowed,
+            Outcome::Limited => self.limited,
+            Outcome::ShadowLimited => self.shadow_limited,
+            Outcome::Unlimited => self.unlimited,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<RateLimitConfig>>,
+    metrics: Option<Metrics>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = host::load_config(FILTER, RateLimitConfig::from_slice) else {
+            return false;
+        };
+        // Create every key up front, so that each later write is a real compare-and-swap.
+        if let Err(e) = config.prepare_store(&SharedData) {
+            log::error!("palisade {FILTER}: cannot prepare shared data: {e}");
+            return false;
+        }
+        self.metrics.get_or_insert_with(Metrics::define);
+        self.config = Some(Rc::new(config));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter {
+            config: self.config.clone()?,
+            metrics: self.metrics?,
+            plan: None,
+            response_headers: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Filter {
+    config: Rc<RateLimitConfig>,
+    metrics: Metrics,
+    /// Kept for the response when it has auth-failure throttles.
+    plan: Option<Plan>,
+    /// RateLimit headers for an admitted response.
+    response_headers: Vec<(String, String)>,
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let config = Rc::clone(&self.config);
+        let headers = host::request_headers();
+        let route_name = if config.needs_route_name() {
+            host::route_name()
+        } else {
+            None
+        };
+        let downstream = host::property(&["source", "address"]);
+        let request = Request {
+            authority: host::find(&headers, ":authority").unwrap_or(""),
+            path: host::find(&headers, ":path").unwrap_or("/"),
+            method: host::find(&headers, ":method").unwrap_or(""),
+            route_name: route_name.as_deref(),
+            headers: &headers,
+        };
+        let plan = config.plan(&RequestFacts {
+            request: &request,
+            downstream: downstream.as_deref(),
+            client_ip: &config.client_ip,
+        });
+        if plan.checks.is_empty() && plan.throttles.is_empty() {
+            self.metrics.unlimited.inc();
+            return Action::Continue;
+        }
+        let now = host::now_nanos();
+
+        match config.auth_blocked_for(&SharedData, &plan, now) {
+            Ok(Some(remaining)) => {
+                self.metrics.auth_blocked.inc();
+                host::send_error(&config.blocked_response(&plan, remaining), &[]);
+                return Action::Pause;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                warn!("palisade {FILTER}: auth-failure state unavailable: {e}");
+            }
+        }
+
+        let verdict = match config.check(&SharedData, &plan, now) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                warn!("palisade {FILTER}: limit state unavailable: {e}");
+                config.verdict_on_store_error(&plan)
+            }
+        };
+        self.metrics.outcome(verdict.outcome()).inc();
+        if verdict.is_limited() {
+            host::send_error(&config.rejection(&plan, &verdict), &[]);
+            return Action::Pause;
+        }
+        if let Some((name, value)) = shadow_mark(&verdict) {
+            host::set_request_header(name, &value);
+        }
+        self.response_headers = config.allowed_headers(&plan, &verdict);
+        if !plan.throttles.is_empty() {
+            self.plan = Some(plan);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in &self.response_headers {
+            host::set_response_header(name, value);
+        }
+        if let Some(plan) = &self.plan {
+            let status = host::response_header(":status")
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            match self
+                .config
+                .record_response(&SharedData, plan, status, host::now_nanos())
+            {
+                Ok(recorded) => {
+                    use palisade::ratelimit::auth_failure::Recorded;
+                    for r in recorded {
+                        match r {
+                            Recorded::Counted { .. } => self.metrics.auth_failures.inc(),
+                            Recorded::Blocked { .. } => {
+                                self.metrics.auth_failures.inc();
+                                self.metrics.auth_blocks_started.inc();
+                            }
+                            Recorded::NotCounted | Recorded::AlreadyBlocked { .. } => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    warn!("palisade {FILTER}: cannot record the response: {e}");
+                }
+            }
+        }
+        Action::Continue
+    }
+}

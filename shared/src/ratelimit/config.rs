@@ -1,0 +1,719 @@
+//! The rate-limit filter's configuration, and the per-request plan it yields.
+//!
+//! ```json
+//! { "client_ip": { "trusted_hops": 1 },
+//!   "limits": [
+//!     { "name": "per-client", "requests": 10, "per": "second", "burst": 20,
+//!       "key": { "client_ip": { "ipv4_prefix": 32, "ipv6_prefix": 64 } } },
+//!     { "name": "per-client-daily", "requests": 10000, "per": "day" } ],
+//!   "headers": { "ietf": true, "x_ratelimit": false, "on_allowed": false },
+//!   "rules": [
+//!     { "name": "login", "match": { "path": { "exact": "/login" } },
+//!       "limits": [ { "name": "login", "requests": 5, "per": "minute" } ],
+//!       "auth_failure": { "max_failures": 5, "window": 60, "block_for": 900 } },
+//!     { "name": "health", "match": { "path": { "prefix": "/healthz" } }, "exempt": true } ] }
+//! ```
+//!
+//! The top-level document is the default policy; rules are merged over it (see
+//! [`crate::rules`]). Unlike other filters, **all matching limits apply**: a request counts
+//! against the top-level limits and against the limits of every rule that matches it (a limit
+//! reached through several rules, such as the top-level limits a rule inherits, counts once).
+//! Limit names are unique: the same name with different settings is a config error. The *first*
+//! matching rule (or the top level) decides the rest: `status`, `headers`, `shadow` (the route is
+//! in shadow mode: every limit is counted and reported, none enforced) and `exempt` (no limit
+//! and no auth-failure block applies, e.g. health checks).
+//!
+//! `client_ip`, `store` and `distributed` are filter-wide and may only be set at the top level.
+
+use super::auth_failure::{self, AuthThrottle, Recorded};
+use super::gcra::{Period, Rate, RateError, NANOS_PER_SEC};
+use super::headers;
+use super::key::{Key, KeySpec, KeyValue, MissingKey, RequestFacts};
+use super::limiter::{self, CheckItem, Limit, Verdict};
+use super::state::{Table, WhenFull};
+use super::store::{ensure_keys, CasStore, StoreError};
+use crate::client_ip::ClientIpConfig;
+use crate::config::{from_value, parse_json, ConfigError};
+use crate::matcher::Request;
+use crate::response::ErrorResponse;
+use crate::rules::RuleSet;
+use serde::Deserialize;
+use serde_json::Value;
+use std::cell::RefCell;
+
+/// Keys that are filter-wide settings.
+pub const TOP_LEVEL_ONLY: &[&str] = &["client_ip", "store", "distributed"];
+/// Keys tracked per limit unless `max_keys` says otherwise.
+pub const DEFAULT_MAX_KEYS: u32 = 10_000;
+/// The largest `max_keys` accepted (about 250 bytes of shared data per 8 keys).
+pub const MAX_MAX_KEYS: u32 = 1_000_000;
+/// The shared-data namespace unless `store.key_prefix` says otherwise.
+pub const DEFAULT_KEY_PREFIX: &str = "palisade.ratelimit";
+/// The longest `window` / `block_for` accepted, in seconds (366 days).
+pub const MAX_DURATION_SECS: u64 = 366 * 86_400;
+
+/// A limit as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Unique name: `[A-Za-z0-9_.-]`, at most 64 characters.
+    pub name: String,
+    pub requests: u32,
+    pub per: Period,
+    /// Requests admitted at once from a quiet key (default: `requests`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Default: `{"client_ip": {}}`.
+    #[serde(default)]
+    pub key: Option<KeySpec>,
+    #[serde(default)]
+    pub missing: MissingKey,
+    #[serde(default)]
+    pub shadow: bool,
+    #[serde(default)]
+    pub max_keys: Option<u32>,
+    /// Default: `shared`.
+    #[serde(default)]
+    pub when_full: Option<WhenFull>,
+}
+
+/// Auth-failure throttling as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFailureSpec {
+    #[serde(default = "default_auth_name")]
+    pub name: String,
+    /// Statuses that count as failures (default `[401, 403]`).
+    #[serde(default = "default_auth_statuses")]
+    pub statuses: Vec<u16>,
+    /// Failures within `window` that block the client.
+    pub max_failures: u32,
+    /// Seconds.
+    pub window: u64,
+    /// Seconds.
+    pub block_for: u64,
+    /// Default: `{"client_ip": {}}`.
+    #[serde(default)]
+    pub key: Option<KeySpec>,
+    #[serde(default)]
+    pub missing: MissingKey,
+    #[serde(default)]
+    pub max_keys: Option<u32>,
+    /// Default: `evict`.
+    #[serde(default)]
+    pub when_full: Option<WhenFull>,
+}
+
+fn default_auth_name() -> String {
+    "auth_failure".to_owned()
+}
+
+fn default_auth_statuses() -> Vec<u16> {
+    vec![401, 403]
+}
+
+/// Which quota headers to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOptions {
+    /// IETF `RateLimit-Policy` and `RateLimit` (default on).
+    #[serde(default = "yes")]
+    pub ietf: bool,
+    /// `X-RateLimit-Limit` / `-Remaining` / `-Reset` (default off).
+    #[serde(default)]
+    pub x_ratelimit: bool,
+    /// Also on admitted responses, not only on 429s (default off).
+    #[serde(default)]
+    pub on_allowed: bool,
+    /// `Retry-After` on 429s (default on).
+    #[serde(default = "yes")]
+    pub retry_after: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HeaderOptions {
+    fn default() -> Self {
+        HeaderOptions {
+            ietf: true,
+            x_ratelimit: false,
+            on_allowed: false,
+            retry_after: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySpec {
+    #[serde(default)]
+    limits: Vec<LimitSpec>,
+    #[serde(default)]
+    auth_failure: Option<AuthFailureSpec>,
+    #[serde(default)]
+    shadow: bool,
+    #[serde(default)]
+    exempt: bool,
+    #[serde(default = "default_status")]
+    status: u16,
+    #[serde(default)]
+    headers: HeaderOptions,
+}
+
+fn default_status() -> u16 {
+    429
+}
+
+/// What the filter does when the shared-data store fails or stays contended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Let the request through (counted as a store error).
+    Allow,
+    /// Refuse it as rate limited: a limit is never exceeded because the store misbehaved.
+    #[default]
+    Deny,
+}
+
+/// Where limiter state goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// The shared-data key prefix; use distinct prefixes for filters that must not share state.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    #[serde(default)]
+    pub on_error: OnStoreError,
+}
+
+fn default_prefix() -> String {
+    DEFAULT_KEY_PREFIX.to_owned()
+}
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        StoreSpec {
+            key_prefix: default_prefix(),
+            on_error: OnStoreError::default(),
+        }
+    }
+}
+
+/// What happens when the RLS backend fails or times out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Admit the request.
+    Open,
+    /// Refuse it.
+    Closed,
+    /// Decide it with the local limits (default).
+    #[default]
+    Local,
+}
+
+/// A distributed limit through an Envoy RLS backend
+/// (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributedSpec {
+    /// The Envoy cluster of the RLS server.
+    pub cluster: String,
+    /// The RLS domain.
+    pub domain: String,
+    /// Call timeout in milliseconds (default 20, as Envoy's ratelimit filter).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+fn default_timeout_ms() -> u32 {
+    20
+}
+
+/// A compiled policy (the top level, or a rule merged over it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    limits: Vec<usize>,
+    throttle: Option<usize>,
+    pub shadow: bool,
+    pub exempt: bool,
+    pub status: u32,
+    pub headers: HeaderOptions,
+}
+
+/// One limit to apply to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Index into [`RateLimitConfig::limits`].
+    pub limit: usize,
+    pub key: KeyValue,
+    pub shadow: bool,
+}
+
+/// One auth-failure throttle that watches a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleCheck {
+    /// Index into [`RateLimitConfig::throttles`].
+    pub throttle: usize,
+    pub key: KeyValue,
+}
+
+/// Everything that applies to one request; owned, so the filter can keep it until the response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub checks: Vec<Check>,
+    pub throttles: Vec<ThrottleCheck>,
+    /// The first matching rule (`None`: the top-level policy).
+    pub rule: Option<usize>,
+}
+
+/// The compiled rate-limit configuration.
+#[derive(Debug)]
+pub struct RateLimitConfig {
+    limits: Vec<Limit>,
+    throttles: Vec<AuthThrottle>,
+    rules: RuleSet<Policy>,
+    pub client_ip: ClientIpConfig,
+    pub store: StoreSpec,
+    pub distributed: Option<DistributedSpec>,
+    needs_route_name: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    limits: Vec<(LimitSpec, Limit)>,
+    throttles: Vec<(AuthFailureSpec, AuthThrottle)>,
+}
+
+fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::field(
+            path,
+            format!("'{name}' is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-'"),
+        ))
+    }
+}
+
+fn max_keys(path: &str, value: Option<u32>) -> Result<u32, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_MAX_KEYS),
+        Some(n) if (1..=MAX_MAX_KEYS).contains(&n) => Ok(n),
+        Some(n) => Err(ConfigError::field(
+            path,
+            format!("{n} is out of range (1 to {MAX_MAX_KEYS})"),
+        )),
+    }
+}
+
+fn duration_secs(path: &str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 || value > MAX_DURATION_SECS {
+        Err(ConfigError::field(
+            path,
+            format!("{value} is out of range (1 to {MAX_DURATION_SECS} seconds)"),
+        ))
+    } else {
+        Ok(value * NANOS_PER_SEC)
+    }
+}
+
+fn compile_limit(at: &str, prefix: &str, spec: &LimitSpec) -> Result<Limit, ConfigError> {
+    check_name(&format!("{at}.name"), &spec.name)?;
+    let rate = Rate::new(spec.requests, spec.per, spec.burst).map_err(|e| match e {
+        RateError::Zero if spec.requests == 0 => {
+            ConfigError::field(format!("{at}.requests"), "must be at least 1")
+        }
+        other => ConfigError::field(format!("{at}.burst"), other),
+    })?;
+    let key_spec = spec.key.clone().unwrap_or_else(KeySpec::client_ip);
+    let key = Key::compile(&format!("{at}.key"), &key_spec)?;
+    let max_keys = max_keys(&format!("{at}.max_keys"), spec.max_keys)?;
+    Ok(Limit {
+        name: spec.name.clone(),
+        rate,
+        key,
+        missing: spec.missing,
+        shadow: spec.shadow,
+        table: Table::new(
+            format!("{prefix}/limit/{}", spec.name),
+            max_keys,
+            1,
+            spec.when_full.unwrap_or(WhenFull::Shared),
+        ),
+    })
+}
+
+fn compile_throttle(
+    at: &str,
+    prefix: &str,
+    spec: &AuthFailureSpec,
+) -> Result<AuthThrottle, ConfigError> {
+    check_name(&format!("{at}.name"), &spec.name)?;
+    if spec.statuses.is_empty() {
+        return Err(ConfigError::field(
+            format!("{at}.statuses"),
+            "list at least one status",
+        ));
+    }
+    for (i, s) in spec.statuses.iter().enumerate() {
+        if !(100..=599).contains(s) {
+            return Err(ConfigError::field(
+                format!("{at}.statuses[{i}]"),
+                format!("{s} is not an HTTP status"),
+            ));
+        }
+    }
+    if spec.max_failures == 0 {
+        return Err(ConfigError::field(
+            format!("{at}.max_failures"),
+            "must be at least 1",
+        ));
+    }
+    let window_ns = duration_secs(&format!("{at}.window"), spec.window)?;
+    let block_ns = duration_secs(&format!("{at}.block_for"), spec.block_for)?;
+    let key_spec = spec.key.clone().unwrap_or_else(KeySpec::client_ip);
+    let key = Key::compile(&format!("{at}.key"), &key_spec)?;
+    let max_keys = max_keys(&format!("{at}.max_keys"), spec.max_keys)?;
+    Ok(AuthThrottle {
+        name: spec.name.clone(),
+        statuses: spec.statuses.iter().map(|s| u32::from(*s)).collect(),
+        max_failures: spec.max_failures,
+        window_ns,
+        block_ns,
+        key,
+        skip_missing: spec.missing == MissingKey::Skip,
+        table: Table::new(
+            format!("{prefix}/auth/{}", spec.name),
+            max_keys,
+            auth_failure::WIDTH,
+            spec.when_full.unwrap_or(WhenFull::Evict),
+        ),
+    })
+}
+
+const DUPLICATE: &str = "is already defined with different settings (names are unique; a rule inherits the top-level definitions unless it sets its own)";
+
+fn compile_policy(
+    value: Value,
+    prefix: &str,
+    registry: &RefCell<Registry>,
+) -> Result<Policy, ConfigError> {
+    let spec: PolicySpec = from_value(value)?;
+    if !(400..=599).contains(&spec.status) {
+        return Err(ConfigError::field(
+            "status",
+            format!("{} is not an error status (400 to 599)", spec.status),
+        ));
+    }
+    let mut reg = registry.borrow_mut();
+    let mut limits = Vec::with_capacity(spec.limits.len());
+    for (i, limit) in spec.limits.iter().enumerate() {
+        let at = format!("limits[{i}]");
+        let index = match reg.limits.iter().position(|(s, _)| s.name == limit.name) {
+            Some(existing) => {
+                if reg.limits.get(existing).map(|(s, _)| s) != Some(limit) {
+                    return Err(ConfigError::field(
+                        format!("{at}.name"),
+                        format!("limit '{}' {DUPLICATE}", limit.name),
+                    ));
+                }
+                existing
+            }
+            None => {
+                let compiled = compile_limit(&at, prefix, limit)?;
+                reg.limits.push((limit.clone(), compiled));
+                reg.limits.len() - 1
+            }
+        };
+        if limits.contains(&index) {
+            return Err(ConfigError::field(
+                format!("{at}.name"),
+                format!("limit '{}' is listed twice", limit.name),
+            ));
+        }
+        limits.push(index);
+    }
+    let throttle = match &spec.auth_failure {
+        None => None,
+        Some(af) => Some(
+            match reg.throttles.iter().position(|(s, _)| s.name == af.name) {
+                Some(existing) => {
+                    if reg.throttles.get(existing).map(|(s, _)| s) != Some(af) {
+                        return Err(ConfigError::field(
+                            "auth_failure.name",
+                            format!("auth_failure '{}' {DUPLICATE}", af.name),
+                        ));
+                    }
+                    existing
+                }
+                None => {
+                    let compiled = compile_throttle("auth_failure", prefix, af)?;
+                    reg.throttles.push((af.clone(), compiled));
+                    reg.throttles.len() - 1
+                }
+            },
+        ),
+    };
+    Ok(Policy {
+        limits,
+        throttle,
+        shadow: spec.shadow,
+        exempt: spec.exempt,
+        status: u32::from(spec.status),
+        headers: spec.headers,
+    })
+}
+
+fn top_level<T: serde::de::DeserializeOwned + Default>(
+    doc: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<T, ConfigError> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(v) => from_value(v.clone()).map_err(|e| e.within(key)),
+    }
+}
+
+impl RateLimitConfig {
+    /// Parses and compiles the filter's configuration bytes (JSON).
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
+        Self::from_value(parse_json(bytes)?)
+    }
+
+    /// Compiles a configuration document.
+    pub fn from_value(value: Value) -> Result<Self, ConfigError> {
+        let Value::Object(doc) = value else {
+            return Err(ConfigError::field("", "expected a JSON object"));
+        };
+        let client_ip: ClientIpConfig = top_level(&doc, "client_ip")?;
+        let store: StoreSpec = top_level(&doc, "store")?;
+        check_name("store.key_prefix", &store.key_prefix)?;
+        let distributed: Option<DistributedSpec> = top_level(&doc, "distributed")?;
+        if let Some(d) = &distributed {
+            if d.cluster.is_empty() {
+                return Err(ConfigError::field("distributed.cluster", "cannot be empty"));
+            }
+            if d.domain.is_empty() {
+                return Err(ConfigError::field("distributed.domain", "cannot be empty"));
+            }
+            if !(1..=60_000).contains(&d.timeout_ms) {
+                return Err(ConfigError::field(
+                    "distributed.timeout_ms",
+                    format!("{} is out of range (1 to 60000)", d.timeout_ms),
+                ));
+            }
+        }
+        let registry = RefCell::new(Registry::default());
+        let prefix = store.key_prefix.clone();
+        let rules = RuleSet::from_document(&doc, TOP_LEVEL_ONLY, |v| {
+            compile_policy(v, &prefix, &registry)
+        })?;
+        let registry = registry.into_inner();
+        let limits: Vec<Limit> = registry.limits.into_iter().map(|(_, l)| l).collect();
+        let throttles: Vec<AuthThrottle> = registry.throttles.into_iter().map(|(_, t)| t).collect();
+        let needs_route_name = rules.needs_route_name()
+            || limits.iter().any(|l| l.key.needs_route_name())
+            || throttles.iter().any(|t| t.key.needs_route_name());
+        Ok(RateLimitConfig {
+            limits,
+            throttles,
+            rules,
+            client_ip,
+            store,
+            distributed,
+            needs_route_name,
+        })
+    }
+
+    /// Every limit, in config order.
+    pub fn limits(&self) -> &[Limit] {
+        &self.limits
+    }
+
+    /// Every auth-failure throttle, in config order.
+    pub fn throttles(&self) -> &[AuthThrottle] {
+        &self.throttles
+    }
+
+    /// Whether the filter must look up Envoy's route name for rules or keys.
+    pub fn needs_route_name(&self) -> bool {
+        self.needs_route_name
+    }
+
+    /// The policy that decides the response for a plan (its first matching rule, or the top).
+    pub fn policy(&self, plan: &Plan) -> &Policy {
+        self.rules.policy_at(plan.rule)
+    }
+
+    /// The name of the plan's first matching rule.
+    pub fn rule_name(&self, plan: &Plan) -> Option<&str> {
+        self.rules.rule_name(plan.rule)
+    }
+
+    /// Creates every store key the configuration uses, so that every later write is a real
+    /// compare-and-swap (see [`super::store`]). Call it from `on_configure`. Returns how many
+    /// keys were created.
+    pub fn prepare_store<S: CasStore + ?Sized>(&self, store: &S) -> Result<usize, StoreError> {
+        let mut created = 0;
+        for table in self
+            .limits
+            .iter()
+            .map(|l| &l.table)
+            .chain(self.throttles.iter().map(|t| &t.table))
+        {
+            created += ensure_keys(store, table.store_keys(), &table.empty_value())?;
+        }
+        Ok(created)
+    }
+
+    /// The limits and throttles that apply to a request, with their keys.
+    pub fn plan(&self, facts: &RequestFacts<'_>) -> Plan {
+        let req: &Request<'_> = facts.request;
+        let rule = self.rules.select_index(req);
+        let selected = self.rules.policy_at(rule);
+        let mut plan = Plan {
+            rule,
+            ..Plan::default()
+        };
+        if selected.exempt {
+            return plan;
+        }
+        let mut limit_ids: Vec<usize> = Vec::new();
+        let mut throttle_ids: Vec<usize> = Vec::new();
+        let policies = std::iter::once(self.rules.default_policy())
+            .chain(self.rules.select_all(req).map(|s| s.policy));
+        for policy in policies {
+            for id in &policy.limits {
+                if !limit_ids.contains(id) {
+                    limit_ids.push(*id);
+                }
+            }
+            if let Some(id) = policy.throttle {
+                if !throttle_ids.contains(&id) {
+                    throttle_ids.push(id);
+                }
+            }
+        }
+        limit_ids.sort_unstable();
+        throttle_ids.sort_unstable();
+        for id in limit_ids {
+            let Some(limit) = self.limits.get(id) else {
+                continue;
+            };
+            let key = limit.key.extract(facts);
+            if key == KeyValue::Missing && limit.missing == MissingKey::Skip {
+                continue;
+            }
+            plan.checks.push(Check {
+                limit: id,
+                key,
+                shadow: limit.shadow || selected.shadow,
+            });
+        }
+        for id in throttle_ids {
+            let Some(throttle) = self.throttles.get(id) else {
+                continue;
+            };
+            let key = throttle.key.extract(facts);
+            if key == KeyValue::Missing && throttle.skip_missing {
+                continue;
+            }
+            plan.throttles.push(ThrottleCheck { throttle: id, key });
+        }
+        plan
+    }
+
+    /// Decides the plan's limits at `now` (nanoseconds) and counts the request where admitted.
+    pub fn check<S: CasStore + ?Sized>(
+        &self,
+        store: &S,
+        plan: &Plan,
+        now: u64,
+    ) -> Result<Verdict, StoreError> {
+        let items: Vec<CheckItem<'_>> = plan
+            .checks
+            .iter()
+            .filter_map(|c| {
+                self.limits.get(c.limit).map(|limit| CheckItem {
+                    limit,
+                    key: &c.key,
+                    shadow: c.shadow,
+                })
+            })
+            .collect();
+        limiter::check(store, &items, now)
+    }
+
+    /// The verdict to act on when [`RateLimitConfig::check`] failed: per `store.on_error`,
+    /// admitted or refused, with no quota figures (a plan of only shadow limits is admitted).
+    pub fn verdict_on_store_error(&self, plan: &Plan) -> Verdict {
+        let admitted =
+            self.store.on_error == OnStoreError::Allow || plan.checks.iter().all(|c| c.shadow);
+        Verdict {
+            admitted,
+            statuses: Vec::new(),
+        }
+    }
+
+    /// The 429 (or configured status) for a refused request.
+    pub fn rejection(&self, plan: &Plan, verdict: &Verdict) -> ErrorResponse {
+        let policy = self.policy(plan);
+        headers::rejection(verdict, &policy.headers, policy.status)
+    }
+
+    /// Headers for an admitted request's response (empty unless `headers.on_allowed`).
+    pub fn allowed_headers(&self, plan: &Plan, verdict: &Verdict) -> Vec<(String, String)> {
+        headers::allowed_headers(verdict, &self.policy(plan).headers)
+    }
+
+    /// How much longer the request's client is blocked for auth failures, if it is (the longest
+    /// block among the plan's throttles).
+    pub fn auth_blocked_for<S: CasStore + ?Sized>(
+        &self,
+        store: &S,
+        plan: &Plan,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut longest = None;
+        for check in &plan.throttles {
+            if let Some(throttle) = self.throttles.get(check.throttle) {
+                if let Some(ns) = throttle.blocked_for(store, &check.key, now)? {
+                    longest = Some(longest.map_or(ns, |l: u64| l.max(ns)));
+                }
+            }
+        }
+        Ok(longest)
+    }
+
+    /// The response for a client blocked for `remaining_ns` more.
+    pub fn blocked_response(&self, plan: &Plan, remaining_ns: u64) -> ErrorResponse {
+        headers::blocked(remaining_ns, self.policy(plan).status)
+    }
+
+    /// Records the response status of a request in every throttle of its plan.
+    pub fn record_response<S: CasStore + ?Sized>(
+        &self,
+        store: &S,
+        plan: &Plan,
+        status: u32,
+        now: u64,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let mut out = Vec::with_capacity(plan.throttles.len());
+        for check in &plan.throttles {
+            if let Some(throttle) = self.throttles.get(check.throttle) {
+                out.push(throttle.record(store, &check.key, status, now)?);
+            }
+        }
+        Ok(out)
+    }
+}

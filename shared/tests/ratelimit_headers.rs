@@ -1,0 +1,202 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! What a client sees: the 429 response, `Retry-After`, the IETF RateLimit headers and the
+//! optional `X-RateLimit-*`, and the shadow mark.
+
+use palisade::client_ip::ClientIpConfig;
+use palisade::matcher::Request;
+use palisade::ratelimit::gcra::{ceil_secs, Period, NANOS_PER_SEC};
+use palisade::ratelimit::headers::{self, SHADOW_HEADER};
+use palisade::ratelimit::store::MemoryStore;
+use palisade::ratelimit::{Plan, RateLimitConfig, RequestFacts, Verdict};
+use serde_json::{json, Value};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const NOW: u64 = 1_700_000_000 * NANOS_PER_SEC;
+const IP: &str = "198.51.100.4:3000";
+
+struct Env {
+    cfg: RateLimitConfig,
+    store: MemoryStore,
+}
+
+impl Env {
+    fn new(doc: Value) -> Self {
+        let cfg = RateLimitConfig::from_value(doc).unwrap();
+        let store = MemoryStore::new();
+        cfg.prepare_store(&store).unwrap();
+        Env { cfg, store }
+    }
+    fn ask(&self, path: &str, now: u64) -> (Plan, Verdict) {
+        let headers: Vec<(String, String)> = Vec::new();
+        let req = Request {
+            authority: "h",
+            path,
+            method: "GET",
+            route_name: None,
+            headers: &headers,
+        };
+        let plan = self.cfg.plan(&RequestFacts {
+            request: &req,
+            downstream: Some(IP),
+            client_ip: &ClientIpConfig::default(),
+        });
+        let v = self.cfg.check(&self.store, &plan, now).unwrap();
+        (plan, v)
+    }
+    /// Spends requests until one is refused, and returns that one.
+    fn refused(&self, path: &str, now: u64) -> (Plan, Verdict) {
+        for _ in 0..1000 {
+            let (plan, v) = self.ask(path, now);
+            if v.is_limited() {
+                return (plan, v);
+            }
+        }
+        panic!("never refused");
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_refusal_is_a_429_with_the_shared_json_body_and_retry_after() {
+    let env = Env::new(json!({"limits": [{"name": "per-client", "requests": 2, "per": "minute"}]}));
+    let (plan, v) = env.refused("/", NOW);
+    let resp = env.cfg.rejection(&plan, &v);
+    assert_eq!(resp.status, 429);
+    let body: Value = serde_json::from_slice(&resp.body(Some("req-1"))).unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["request_id"], "req-1");
+    // 2 per minute: one request comes back every 30 s.
+    let interval_secs = Period::Minute.secs() / 2;
+    assert_eq!(
+        header(&resp.headers, "retry-after"),
+        Some(interval_secs.to_string().as_str())
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains(&interval_secs.to_string()));
+    let all = resp.all_headers();
+    assert_eq!(all[0], ("content-type", "application/json"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+    // 3 per second: a refused request waits 333 ms, which must read as 1 s, never 0.
+    let env = Env::new(json!({"limits": [{"name": "fast", "requests": 3, "per": "second"}]}));
+    let (_, v) = env.refused("/", NOW);
+    assert!(v.retry_after_ns().unwrap() < NANOS_PER_SEC);
+    assert_eq!(headers::retry_after_secs(&v), Some(1));
+    // After waiting that long, the request passes.
+    let wait = v.retry_after_ns().unwrap();
+    assert!(env.ask("/", NOW + wait).1.admitted);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn ietf_headers_list_every_enforced_limit() {
+    let env = Env::new(json!({"limits": [
+        {"name": "burst", "requests": 2, "per": "second"},
+        {"name": "daily", "requests": 1000, "per": "day"},
+        {"name": "trial", "requests": 1, "per": "day", "shadow": true}
+    ]}));
+    let (plan, v) = env.refused("/", NOW);
+    let resp = env.cfg.rejection(&plan, &v);
+    assert_eq!(
+        header(&resp.headers, "ratelimit-policy"),
+        Some("\"burst\";q=2;w=1, \"daily\";q=1000;w=86400")
+    );
+    let daily_reset = ceil_secs(2 * Period::Day.nanos() / 1000);
+    assert_eq!(
+        header(&resp.headers, "ratelimit"),
+        Some(format!("\"burst\";r=0;t=1, \"daily\";r=998;t={daily_reset}").as_str()),
+        "two requests were admitted; the refused third counts nowhere"
+    );
+    assert!(
+        !resp.headers.iter().any(|(_, v)| v.contains("trial")),
+        "shadow limits are not shown to clients"
+    );
+    assert_eq!(
+        header(&resp.headers, "x-ratelimit-limit"),
+        None,
+        "off by default"
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn x_ratelimit_headers_describe_the_tightest_limit() {
+    let env = Env::new(json!({
+        "headers": {"x_ratelimit": true, "ietf": false},
+        "limits": [
+            {"name": "wide", "requests": 100, "per": "minute"},
+            {"name": "narrow", "requests": 3, "per": "minute"}
+        ]
+    }));
+    let (plan, v) = env.refused("/", NOW);
+    let resp = env.cfg.rejection(&plan, &v);
+    assert_eq!(header(&resp.headers, "x-ratelimit-limit"), Some("3"));
+    assert_eq!(header(&resp.headers, "x-ratelimit-remaining"), Some("0"));
+    assert_eq!(header(&resp.headers, "x-ratelimit-reset"), Some("60"));
+    assert_eq!(header(&resp.headers, "ratelimit"), None);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn admitted_responses_carry_headers_only_when_asked() {
+    let off = Env::new(json!({"limits": [{"name": "l", "requests": 5, "per": "minute"}]}));
+    let (plan, v) = off.ask("/", NOW);
+    assert!(v.admitted);
+    assert!(off.cfg.allowed_headers(&plan, &v).is_empty());
+
+    let on = Env::new(json!({
+        "headers": {"on_allowed": true, "x_ratelimit": true},
+        "limits": [{"name": "l", "requests": 5, "per": "minute"}]
+    }));
+    let (plan, v) = on.ask("/", NOW);
+    let h = on.cfg.allowed_headers(&plan, &v);
+    assert_eq!(header(&h, "ratelimit"), Some("\"l\";r=4;t=12"));
+    assert_eq!(header(&h, "x-ratelimit-remaining"), Some("4"));
+    assert_eq!(header(&h, "retry-after"), None);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn per_route_status_and_retry_after_switch() {
+    let env = Env::new(json!({
+        "limits": [{"name": "l", "requests": 1, "per": "minute"}],
+        "rules": [{"name": "legacy", "match": {"path": {"prefix": "/legacy"}},
+                   "status": 503, "headers": {"retry_after": false, "ietf": false}}]
+    }));
+    let (plan, v) = env.refused("/legacy/a", NOW);
+    let resp = env.cfg.rejection(&plan, &v);
+    assert_eq!(resp.status, 503);
+    assert!(resp.headers.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn shadow_refusals_mark_the_request_with_the_limit_names() {
+    let env = Env::new(json!({"limits": [
+        {"name": "trial-a", "requests": 1, "per": "minute", "shadow": true},
+        {"name": "trial-b", "requests": 1, "per": "minute", "shadow": true}
+    ]}));
+    let (_, first) = env.ask("/", NOW);
+    assert_eq!(headers::shadow_mark(&first), None);
+    let (_, second) = env.ask("/", NOW);
+    assert!(second.admitted);
+    assert_eq!(
+        headers::shadow_mark(&second),
+        Some((SHADOW_HEADER, "trial-a,trial-b".to_owned()))
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_blocked_client_gets_retry_after_for_the_rest_of_its_block() {
+    let resp = headers::blocked(90 * NANOS_PER_SEC + 1, 429);
+    assert_eq!(resp.status, 429);
+    assert_eq!(header(&resp.headers, "retry-after"), Some("91"));
+    let body: Value = serde_json::from_slice(&resp.body(None)).unwrap();
+    assert_eq!(body["error"], "rate_limited");
+}
