@@ -15,5 +15,6 @@ pub mod ratelimit;
 pub mod response;
 pub mod rules;
 pub mod security_headers;
+pub mod validation;
 
 pub use config::ConfigError;
