@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod response;
 pub mod rules;
 pub mod security_headers;
+pub mod token;
 pub mod validation;
 
 pub use config::ConfigError;

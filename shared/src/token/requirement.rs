@@ -1,0 +1,178 @@
+//! Per-route token requirements: a policy type compiled inside the shared route rules.
+//!
+//! The config document's own fields are the default requirement; `rules[]` override them per
+//! route (merged field by field):
+//!
+//! ```json
+//! { "requires": { "mode": "any", "providers": ["corp", "partners"] },
+//!   "scopes": ["orders:read"],
+//!   "rules": [
+//!     { "match": { "path": { "prefix": "/public" } }, "requires": { "mode": "none" } },
+//!     { "match": { "path": { "prefix": "/admin" } },
+//!       "claims": [ { "claim": "roles", "contains": "admin" } ] } ] }
+//! ```
+//!
+//! `mode`: `any` (default; a token from one of `providers` — all providers when not listed),
+//! `all` (a valid token for each listed provider), or `none` (no token needed).
+//! `allow_missing`: no token is fine, a bad token is not. `allow_missing_or_failed`: every request
+//! passes, verified claims are forwarded when there are some.
+
+use super::claims::{ClaimRule, ClaimRuleSpec, ScopeRule};
+use super::config::Provider;
+use crate::config::{from_value, ConfigError};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How many providers must accept the request's tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequireMode {
+    /// One token from one of the providers.
+    #[default]
+    Any,
+    /// A token for every listed provider.
+    All,
+    /// No token is needed (and none is checked).
+    None,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequiresSpec {
+    #[serde(default)]
+    mode: RequireMode,
+    #[serde(default)]
+    providers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ScopesSpec {
+    /// A list: all are required.
+    All(Vec<String>),
+    Sets(ScopeSetsSpec),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeSetsSpec {
+    #[serde(default)]
+    all_of: Vec<String>,
+    #[serde(default)]
+    any_of: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementSpec {
+    #[serde(default)]
+    requires: RequiresSpec,
+    #[serde(default)]
+    allow_missing: bool,
+    #[serde(default)]
+    allow_missing_or_failed: bool,
+    #[serde(default)]
+    scopes: Option<ScopesSpec>,
+    #[serde(default)]
+    claims: Vec<ClaimRuleSpec>,
+    #[serde(default)]
+    bypass_cors_preflight: bool,
+}
+
+/// A compiled requirement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requirement {
+    pub mode: RequireMode,
+    /// Indices into the config's providers.
+    pub providers: Vec<usize>,
+    pub allow_missing: bool,
+    pub allow_missing_or_failed: bool,
+    pub scopes: ScopeRule,
+    pub claims: Vec<ClaimRule>,
+    pub bypass_cors_preflight: bool,
+}
+
+/// RFC 6750 scope-token characters (so a scope can be quoted in `WWW-Authenticate`).
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+fn check_scopes(path: &str, scopes: &[String]) -> Result<(), ConfigError> {
+    for (i, s) in scopes.iter().enumerate() {
+        if !is_scope_token(s) {
+            return Err(ConfigError::field(
+                format!("{path}[{i}]"),
+                format!(
+                    "'{s}' is not a scope (printable ASCII without spaces, quotes or backslashes)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Requirement {
+    /// Compiles a requirement document (the defaults merged with a rule's fields).
+    pub fn compile(doc: Value, providers: &[Provider]) -> Result<Self, ConfigError> {
+        let spec: RequirementSpec = from_value(doc)?;
+        let indices = match &spec.requires.providers {
+            None => (0..providers.len()).collect(),
+            Some(names) => {
+                if names.is_empty() && spec.requires.mode != RequireMode::None {
+                    return Err(ConfigError::field("requires.providers", "cannot be empty"));
+                }
+                let mut out = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    let idx = providers
+                        .iter()
+                        .position(|p| &p.name == name)
+                        .ok_or_else(|| {
+                            ConfigError::field(
+                                format!("requires.providers[{i}]"),
+                                format!("no provider is named '{name}'"),
+                            )
+                        })?;
+                    if !out.contains(&idx) {
+                        out.push(idx);
+                    }
+                }
+                out
+            }
+        };
+        let scopes = match spec.scopes {
+            None => ScopeRule::default(),
+            Some(ScopesSpec::All(all_of)) => {
+                check_scopes("scopes", &all_of)?;
+                ScopeRule {
+                    all_of,
+                    any_of: Vec::new(),
+                }
+            }
+            Some(ScopesSpec::Sets(sets)) => {
+                check_scopes("scopes.all_of", &sets.all_of)?;
+                check_scopes("scopes.any_of", &sets.any_of)?;
+                ScopeRule {
+                    all_of: sets.all_of,
+                    any_of: sets.any_of,
+                }
+            }
+        };
+        let claims = spec
+            .claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ClaimRule::compile(&format!("claims[{i}]"), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Requirement {
+            mode: spec.requires.mode,
+            providers: indices,
+            allow_missing: spec.allow_missing,
+            allow_missing_or_failed: spec.allow_missing_or_failed,
+            scopes,
+            claims,
+            bypass_cors_preflight: spec.bypass_cors_preflight,
+        })
+    }
+}
