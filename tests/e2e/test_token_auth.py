@@ -79,6 +79,10 @@ def test_valid_tokens_of_every_algorithm_pass_and_claims_reach_the_upstream(toke
         assert seen["x-palisade-claim-scope"] == "read"
         assert "authorization" not in seen, "the token is stripped before the upstream"
     assert e.counter("palisade_token_allowed_total") == len(keyset)
+    # RS256, ES256 and ES384 were checked by Envoy's BoringSSL (verify_signature), natively;
+    # PS256 and EdDSA in wasm. No RSA/ECDSA check fell back to the wasm path.
+    assert e.counter("palisade_token_host_signature_checks_total") == 3
+    assert e.counter("palisade_token_host_signature_unavailable_total") == 0
 
 
 def test_missing_token_gets_401_with_rfc6750_challenge(token_envoy):

@@ -8,6 +8,8 @@ Paths:
   /html...             answers `text/html`
   /status/<code>       answers with that status
   /own-headers         sets its own `x-frame-options` and `cache-control`
+  .../users, .../users/<id>  a user record that leaks `password` and `profile.secret`
+  /.well-known/jwks.json     the JWKS set in `Handler.jwks`, if any
   anything else        answers `application/json`
 """
 
@@ -19,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A JWKS document to serve at /.well-known/jwks.json (set by `make run` and chain tests).
+    jwks = None
     server_version = "demo-upstream/1.0"
     sys_version = ""
 
@@ -26,6 +30,14 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self):
+        if self.path == "/.well-known/jwks.json" and Handler.jwks is not None:
+            body = json.dumps(Handler.jwks).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         length = int(self.headers.get("content-length") or 0)
         body_in = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
@@ -41,7 +53,7 @@ class Handler(BaseHTTPRequestHandler):
             content_type = "text/html; charset=utf-8"
         if path == "/own-headers":
             extra = [("X-Frame-Options", "SAMEORIGIN"), ("Cache-Control", "public, max-age=60")]
-        if path == "/users" and self.command == "POST" or path.startswith("/users/"):
+        if path.endswith("/users") and self.command == "POST" or "/users/" in path:
             # A user record that leaks what it should not (the input-validation filter scrubs it).
             status = 201 if self.command == "POST" else 200
             body = json.dumps({

@@ -31,10 +31,10 @@ proxy_wasm::main! {{
 }}
 
 /// RSA PKCS#1 v1.5 and ECDSA checks by Envoy (BoringSSL) through its `verify_signature` foreign
-/// function; the core falls back to pure Rust when the host cannot do it.
-struct EnvoyCrypto;
+/// function; the core falls back to pure Rust when the host cannot do it (counted).
+struct EnvoyCrypto<'a>(&'a Metrics);
 
-impl SignatureBackend for EnvoyCrypto {
+impl SignatureBackend for EnvoyCrypto<'_> {
     fn verify(&self, check: &HostCheck<'_>) -> HostVerdict {
         match host::verify_signature(
             check.hash.name(),
@@ -42,9 +42,18 @@ impl SignatureBackend for EnvoyCrypto {
             check.signature,
             check.message,
         ) {
-            HostVerify::Valid => HostVerdict::Valid,
-            HostVerify::Invalid => HostVerdict::Invalid,
-            HostVerify::Unavailable => HostVerdict::Unavailable,
+            HostVerify::Valid => {
+                self.0.host_signature_checks.inc();
+                HostVerdict::Valid
+            }
+            HostVerify::Invalid => {
+                self.0.host_signature_checks.inc();
+                HostVerdict::Invalid
+            }
+            HostVerify::Unavailable => {
+                self.0.host_signature_unavailable.inc();
+                HostVerdict::Unavailable
+            }
         }
     }
 }
@@ -57,6 +66,8 @@ struct Metrics {
     jwks_fetch_success: HostCounter,
     jwks_fetch_failure: HostCounter,
     jwks_unknown_kid_refetch: HostCounter,
+    host_signature_checks: HostCounter,
+    host_signature_unavailable: HostCounter,
 }
 
 impl Metrics {
@@ -73,6 +84,8 @@ impl Metrics {
             jwks_fetch_success: c("jwks_fetch_success"),
             jwks_fetch_failure: c("jwks_fetch_failure"),
             jwks_unknown_kid_refetch: c("jwks_unknown_kid_refetch"),
+            host_signature_checks: c("host_signature_checks"),
+            host_signature_unavailable: c("host_signature_unavailable"),
         }
     }
 
@@ -427,7 +440,7 @@ impl Filter {
             let mut cache = state.cache.borrow_mut();
             let (hits, misses) = (cache.hits(), cache.misses());
             let outcome = Verifier::new(config, &keys)
-                .with_backend(&EnvoyCrypto)
+                .with_backend(&EnvoyCrypto(&state.metrics))
                 .check(requirement, &request, now, Some(&mut cache));
             state
                 .metrics
