@@ -80,6 +80,7 @@ wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 bench: deps build wrk
+	$(CARGO) build --release --target $(WASM_TARGET) -p palisade-bench-noop
 	$(PY) scripts/bench.py
 
 clean:

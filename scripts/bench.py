@@ -27,13 +27,13 @@ WASM_TYPE = harness.WASM_TYPE
 
 # --- config building ---------------------------------------------------------------------------
 
-def envoy_config(port, admin_port, http_filters, route_extra=None):
-    """Router-only direct response, plus the given HTTP filters before the router."""
-    route = {
-        "match": {"prefix": "/"},
-        "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
-        "name": "bench",
-    }
+def envoy_config(port, admin_port, http_filters, route_extra=None, upstream_port=None):
+    """Router-only direct response (or a route to an upstream), plus the given HTTP filters."""
+    route = {"match": {"prefix": "/"}, "name": "bench"}
+    if upstream_port:
+        route["route"] = {"cluster": "upstream"}
+    else:
+        route["direct_response"] = {"status": 200, "body": {"inline_string": "ok"}}
     route.update(route_extra or {})
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
@@ -58,7 +58,13 @@ def envoy_config(port, admin_port, http_filters, route_extra=None):
                     },
                 }]}],
             }],
-            "clusters": [],
+            "clusters": [] if not upstream_port else [{
+                "name": "upstream",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{
+                    "endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}]},
+            }],
         },
     }
 
@@ -79,7 +85,7 @@ def wasm_filter(name, wasm_file, config):
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": json.dumps(config),
+                    "value": config if isinstance(config, str) else json.dumps(config),
                 },
             },
         },
@@ -111,15 +117,164 @@ def native_headers_route():
     }
 
 
+NOOP = "palisade_bench_noop.wasm"
+SH, RL, TA, IV = ("palisade_security_headers.wasm", "palisade_rate_limit.wasm",
+                  "palisade_token_auth.wasm", "palisade_input_validation.wasm")
+
+
+def entry(label, filters=(), wasm=(), route=None, script=None, upstream=False):
+    return {"label": label, "filters": list(filters), "wasm": list(wasm), "route": route,
+            "script": script, "upstream": upstream}
+
+
+def baseline():
+    return entry("baseline (router only)")
+
+
+def floor():
+    return entry("wasm floor (no-op filter)", [wasm_filter("noop", NOOP, {})], [NOOP])
+
+
+def native(name, type_, config):
+    return {"name": name, "typed_config": {"@type": type_, **config}}
+
+
+def lua_rotating_header(header, values):
+    """A wrk script that sends each request with the next value of `header`."""
+    items = ",".join(json.dumps(v) for v in values)
+    return f"""local values = {{{items}}}
+local i = 0
+request = function()
+  i = (i % #values) + 1
+  return wrk.format(nil, nil, {{["{header}"] = values[i]}})
+end
+"""
+
+
+def lua_random_key(header, n):
+    return f"""request = function()
+  return wrk.format(nil, nil, {{["{header}"] = "k" .. math.random(1, {n})}})
+end
+"""
+
+
+def lua_post(body, headers):
+    hdrs = "".join(f'wrk.headers["{k}"] = {json.dumps(v)}\n' for k, v in headers.items())
+    return f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{hdrs}'
+
+
+def token_group(alg):
+    import tokens
+    key = tokens.Key(alg, f"bench-{alg.lower()}")
+    jwks = tokens.jwks(key)
+    hot = key.token(lifetime=3600)
+    distinct = [key.token({"jti": str(i)}, lifetime=3600) for i in range(2000)]
+    bearer = lambda ts: lua_rotating_header("authorization", [f"Bearer {t}" for t in ts])
+    palisade = lambda cache: wasm_filter("token_auth", TA, {
+        "providers": [{"name": "bench", "issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": jwks}],
+        **({} if cache else {"cache": {"max_entries": 0}})})
+    jwt_authn = lambda cache: native("envoy.filters.http.jwt_authn",
+        "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication", {
+            "providers": {"bench": {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE],
+                                    "local_jwks": {"inline_string": json.dumps(jwks)},
+                                    **({"jwt_cache_config": {"jwt_cache_size": 100}} if cache else {})}},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]})
+    return [
+        baseline(), floor(),
+        entry(f"native jwt_authn {alg}, cache, hot token", [jwt_authn(True)], script=bearer([hot])),
+        entry(f"palisade token {alg}, cache, hot token", [palisade(True)], [TA], script=bearer([hot])),
+        entry(f"native jwt_authn {alg}, no cache, distinct tokens", [jwt_authn(False)], script=bearer(distinct)),
+        entry(f"palisade token {alg}, no cache, distinct tokens", [palisade(False)], [TA], script=bearer(distinct)),
+    ]
+
+
+def rate_limit_group():
+    lr = lambda tokens_: native("envoy.filters.http.local_ratelimit",
+        "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit", {
+            "stat_prefix": "bench",
+            "token_bucket": {"max_tokens": tokens_, "tokens_per_fill": tokens_, "fill_interval": "1s"},
+            "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "rl_on"},
+            "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "rl_enf"}})
+    pal = lambda requests, key: wasm_filter("rate_limit", RL, {
+        "limits": [{"name": "bench", "requests": requests, "per": "second", "key": key, "max_keys": 20000}]})
+    big = 1_000_000_000
+    return [
+        baseline(), floor(),
+        entry("native local_ratelimit, never rejects", [lr(big)]),
+        entry("palisade rate-limit, never rejects, one key", [pal(big, {"constant": "all"})], [RL]),
+        entry("native local_ratelimit, rejects most (10/s)", [lr(10)]),
+        entry("palisade rate-limit, rejects most (10/s), one key", [pal(10, {"constant": "all"})], [RL]),
+        entry("palisade rate-limit, never rejects, 10,000 keys", [pal(big, {"header": "x-api-key"})], [RL],
+              script=lua_random_key("x-api-key", 10000)),
+    ]
+
+
+def headers_group():
+    return [
+        baseline(), floor(),
+        entry("native response_headers_to_add", route=native_headers_route()),
+        entry("palisade security-headers strict", [wasm_filter("security_headers", SH, {"preset": "strict"})], [SH]),
+    ]
+
+
+def validation_group():
+    schema = {"type": "object", "required": ["email", "name", "items"], "properties": {
+        "email": {"type": "string", "format": "email"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "age": {"type": "integer", "minimum": 13, "maximum": 150},
+        "items": {"type": "array", "maxItems": 50, "items": {"type": "object", "properties": {
+            "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"}, "qty": {"type": "integer", "minimum": 1}}}}}}
+    doc = {"email": "ada@example.com", "name": "Ada Lovelace", "age": 36,
+           "items": [{"sku": f"ABC-{i:04d}", "qty": i + 1} for i in range(27)]}
+    body = json.dumps(doc)
+    assert 900 <= len(body) <= 1100, len(body)  # about 1 KiB
+    post = lua_post(body, {"content-type": "application/json"})
+    cfg = {"body": {"max_size": 4096, "content_types": ["application/json"], "schema": schema}}
+    return [
+        entry("baseline (router only), POST 1 KiB", script=post),
+        entry("wasm floor (no-op filter), POST 1 KiB", [wasm_filter("noop", NOOP, {})], [NOOP], script=post),
+        entry("palisade input-validation, JSON schema, 1 KiB", [wasm_filter("input_validation", IV, cfg)], [IV], script=post),
+    ]
+
+
+def chain_group():
+    import tokens
+    key = tokens.Key("ES256", "bench-chain")
+    hot = key.token(lifetime=3600)
+    chain = [
+        wasm_filter("security_headers", SH, {"preset": "strict"}),
+        wasm_filter("rate_limit", RL, {"limits": [{"name": "per_client", "requests": 1_000_000_000, "per": "second"}]}),
+        wasm_filter("token_auth", TA, {"providers": [{"name": "bench", "issuer": tokens.ISSUER,
+                                                      "audiences": [tokens.AUDIENCE], "jwks": tokens.jwks(key)}]}),
+        wasm_filter("input_validation", IV, {"path": {"max_length": 2048}, "headers": {"max_count": 64}}),
+    ]
+    auth = lua_rotating_header("authorization", [f"Bearer {hot}"])
+    return [
+        entry("upstream only (router to a real upstream)", upstream=True, script=auth),
+        entry("palisade chain of all four filters, real upstream", chain, [SH, RL, TA, IV], upstream=True, script=auth),
+        entry("palisade chain of all four filters, direct response", chain, [SH, RL, TA, IV], script=auth),
+    ]
+
+
+def host_ops_group():
+    """What single host operations cost inside a filter (the wasm floor plus one operation)."""
+    probe = lambda ops: entry(f"floor + {ops}", [wasm_filter("noop", NOOP, ops)], [NOOP])
+    return [baseline(), floor()] + [probe(op) for op in [
+        "request_headers", "request_header", "property", "time", "shared_get", "shared_cas",
+        "metric", "response_headers", "set_response_headers", "set_response_header"]]
+
+
 def groups():
-    """Benchmark groups: name -> list of (label, filters, route_extra, path, wasm files used)."""
-    sh = "palisade_security_headers.wasm"
+    """Benchmark groups, each measured in interleaved rounds."""
     return {
-        "security headers": [
-            ("baseline (router only)", [], None, []),
-            ("native response_headers_to_add", [], native_headers_route(), []),
-            ("palisade security-headers strict", [wasm_filter("security_headers", sh, {"preset": "strict"})], None, [sh]),
-        ],
+        "host operations": host_ops_group,
+        "security headers": headers_group,
+        "rate limit": rate_limit_group,
+        "token RS256": lambda: token_group("RS256"),
+        "token ES256": lambda: token_group("ES256"),
+        "token EdDSA": lambda: token_group("EdDSA"),
+        "input validation": validation_group,
+        "full chain": chain_group,
     }
 
 
@@ -147,10 +302,12 @@ def to_us(text):
     return v * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
-def run_wrk(port, seconds, connections, path="/"):
+def run_wrk(port, seconds, connections, path="/", script=None):
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-         f"http://127.0.0.1:{port}{path}"],
+        cmd + [f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -170,79 +327,102 @@ def start(config):
     return envoy
 
 
-def bench_group(name, configs, rounds, seconds, connections):
-    envoys = []
+def start_upstream():
+    """A fast real upstream: another Envoy answering directly, pinned to the load generator's CPU."""
+    port, admin = harness.free_port(), harness.free_port()
+    e = harness.start_envoy(envoy_config(port, admin, []), concurrency=1)
+    subprocess.run(["taskset", "-apc", "1", str(e.proc.pid)], capture_output=True, check=False)
+    return e
+
+
+def bench_group(name, make_entries, rounds, seconds, connections, workdir):
+    envoys, upstream = [], None
     try:
-        for label, filters, route_extra, wasm in configs:
-            missing = [w for w in wasm if not os.path.exists(os.path.join(harness.WASM_DIR, w))]
+        entries = make_entries()
+        for i, en in enumerate(entries):
+            missing = [w for w in en["wasm"] if not os.path.exists(os.path.join(harness.WASM_DIR, w))]
             if missing:
-                print(f"  skip {label}: {missing} not built", flush=True)
+                print(f"  skip {en['label']}: {missing} not built", flush=True)
                 continue
+            if en["upstream"] and upstream is None:
+                upstream = start_upstream()
+            script = None
+            if en["script"]:
+                script = os.path.join(workdir, f"{abs(hash(name))}-{i}.lua")
+                with open(script, "w") as f:
+                    f.write(en["script"])
             port, admin = harness.free_port(), harness.free_port()
-            envoys.append((label, wasm, start(envoy_config(port, admin, filters, route_extra))))
-        for _, _, e in envoys:  # warm-up
-            run_wrk(e.port, 1, connections)
-        samples = {label: [] for label, _, _ in envoys}
+            cfg = envoy_config(port, admin, en["filters"], en["route"],
+                               upstream.port if en["upstream"] else None)
+            envoys.append((en, script, start(cfg)))
+        for _, script, e in envoys:  # warm-up
+            run_wrk(e.port, 1, connections, script=script)
+        samples = {en["label"]: [] for en, _, _ in envoys}
         for r in range(rounds):
-            for label, _, e in envoys:
+            for en, script, e in envoys:
                 before = cpu_ticks(e.proc.pid)
-                res = run_wrk(e.port, seconds, connections)
+                res = run_wrk(e.port, seconds, connections, script=script)
                 res["cpu_us"] = (cpu_ticks(e.proc.pid) - before) / CLK_TCK * 1e6 / max(res["requests"], 1)
-                samples[label].append(res)
+                samples[en["label"]].append(res)
             print(f"  {name}: round {r + 1}/{rounds} done", flush=True)
         rows = []
-        for label, wasm, e in envoys:
-            s = samples[label]
+        for en, _, e in envoys:
+            s_ = samples[en["label"]]
             rows.append({
                 "group": name,
-                "config": label,
-                "rps": statistics.median(x["rps"] for x in s),
-                "p50": statistics.median(x["p50"] for x in s),
-                "p99": statistics.median(x["p99"] for x in s),
-                "cpu_us": statistics.median(x["cpu_us"] for x in s),
-                "non2xx": sum(x["non2xx"] for x in s),
+                "config": en["label"],
+                "rps": statistics.median(x["rps"] for x in s_),
+                "p50": statistics.median(x["p50"] for x in s_),
+                "p99": statistics.median(x["p99"] for x in s_),
+                "cpu_us": statistics.median(x["cpu_us"] for x in s_),
+                "non2xx": sum(x["non2xx"] for x in s_) / max(sum(x["requests"] for x in s_), 1),
                 "rss_mib": rss_mib(e.proc.pid),
-                "wasm": wasm,
+                "wasm": en["wasm"],
             })
         return rows
     finally:
         for _, _, e in envoys:
             e.stop()
+        if upstream:
+            upstream.stop()
 
 
 def table(rows):
-    base = next((r for r in rows if r["config"].startswith("baseline")), None)
-    native = next((r for r in rows if r["config"].startswith("native")), None)
+    base = next((r for r in rows if r["config"].startswith(("baseline", "upstream only"))), None)
+    floor_ = next((r for r in rows if r["config"].startswith("wasm floor")), None)
     lines = [
-        "| configuration | req/s (median) | p50 µs | p99 µs | CPU µs/req | + µs/req vs baseline | req/s vs baseline | req/s vs native | Envoy RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| configuration | req/s | p50 µs | p99 µs | CPU µs/req | + µs vs baseline | + µs vs wasm floor | req/s vs baseline | non-2xx | RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         added = r["cpu_us"] - base["cpu_us"] if base else float("nan")
+        over_floor = r["cpu_us"] - floor_["cpu_us"] if floor_ and r["wasm"] and r is not floor_ else None
         vs_base = r["rps"] / base["rps"] if base else float("nan")
-        vs_native = r["rps"] / native["rps"] if native and not r["config"].startswith(("baseline", "native")) else None
         lines.append(
             f"| {r['config']} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['cpu_us']:.2f} | "
-            f"{added:+.2f} | {vs_base:.2f}x | {f'{vs_native:.2f}x' if vs_native else '–'} | {r['rss_mib']:.1f} |"
+            f"{added:+.2f} | {f'{over_floor:+.2f}' if over_floor is not None else '–'} | {vs_base:.2f}x | "
+            f"{r['non2xx']:.0%} | {r['rss_mib']:.1f} |"
         )
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", help="run only groups whose name contains this")
     ap.add_argument("--out", default=os.path.join(harness.ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
 
+    import tempfile
+    workdir = tempfile.mkdtemp(prefix="palisade-bench-")
     results = {}
-    for name, configs in groups().items():
+    for name, make in groups().items():
         if args.only and args.only not in name:
             continue
         print(f"group: {name}", flush=True)
-        results[name] = bench_group(name, configs, args.rounds, args.seconds, args.connections)
+        results[name] = bench_group(name, make, args.rounds, args.seconds, args.connections, workdir)
 
     sizes = {}
     for f in sorted(os.listdir(harness.WASM_DIR)):
@@ -255,8 +435,10 @@ def main():
         f"Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: Envoy "
         f"1.40 with one worker pinned to CPU 0, wrk (1 thread, {args.connections} connections) pinned "
         f"to CPU 1, {args.rounds} interleaved rounds of {args.seconds} s per configuration, medians. "
-        "Router-only direct responses, so the figures isolate the filters' own cost. CPU µs/req is "
-        "Envoy's user+sys time divided by the requests it served.",
+        "Router-only direct responses (except where a real upstream is named: a second Envoy "
+        "answering directly, pinned to CPU 1), so the figures isolate the filters' own cost. "
+        "CPU µs/req is Envoy's user+sys time divided by the requests it served; \"+ µs vs wasm "
+        "floor\" is a filter's cost above a proxy-wasm filter that does nothing.",
         "",
     ]
     for name, rows in results.items():

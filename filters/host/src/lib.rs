@@ -155,13 +155,9 @@ pub fn remove_response_header(name: &str) {
     let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
 }
 
-/// Replaces all response headers (pseudo-headers included) in one host call.
-pub fn replace_response_headers(headers: &[(String, String)]) {
-    let pairs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::set_map(MapType::HttpResponseHeaders, pairs);
+/// Appends a response header value (never merged with existing ones: `set-cookie`).
+pub fn add_response_header(name: &str, value: &str) {
+    let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
 }
 
 /// Finds a header in a list fetched with [`request_headers`] / [`response_headers`].

@@ -134,45 +134,6 @@ pub trait HeaderSink {
     fn remove(&mut self, name: &str);
 }
 
-/// A header list edited in memory, for hosts where one "replace all headers" call is cheaper than
-/// one call per header. `changed` says whether it needs writing back.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct HeaderList {
-    pub headers: Vec<(String, String)>,
-    pub changed: bool,
-}
-
-impl HeaderSink for HeaderList {
-    fn set(&mut self, name: &str, value: &str) {
-        let mut seen = false;
-        self.headers.retain_mut(|(k, v)| {
-            if k.as_str() != name {
-                return true;
-            }
-            if seen {
-                return false;
-            }
-            seen = true;
-            if v.as_str() != value {
-                *v = value.to_owned();
-            }
-            true
-        });
-        if !seen {
-            self.headers.push((name.to_owned(), value.to_owned()));
-        }
-        self.changed = true;
-    }
-    fn add(&mut self, name: &str, value: &str) {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self.changed = true;
-    }
-    fn remove(&mut self, name: &str) {
-        self.headers.retain(|(k, _)| k.as_str() != name);
-        self.changed = true;
-    }
-}
-
 /// What hardening a response did (for metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hardened {

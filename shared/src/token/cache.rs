@@ -1,16 +1,21 @@
 //! A bounded cache of verified tokens, so a hot token costs a hash lookup instead of a signature
 //! check.
 //!
-//! Entries are keyed by the SHA-256 of the token (the token itself is not kept), remember the
-//! provider and the generation of its keys (a key change makes them stale), and are never
-//! returned at or after the token's `exp` (nor after `max_ttl_secs`). Only the signature check is
-//! skipped: time, issuer, audience and route rules are checked on every request.
+//! Entries are keyed by the token itself and found by comparing the whole string, so no hash
+//! collision can ever stand in for a signature check. The hash only picks a bucket: it reads the
+//! token's last bytes (the signature, which differs between tokens) with FNV-1a, which costs far
+//! less in wasm than hashing the whole token (a SHA-256 of a 700-byte token took several µs per
+//! request). Only verified tokens are inserted, so crafted collisions can at worst make a lookup
+//! scan the bounded cache. Entries remember the provider and the generation of its keys (a key
+//! change makes them stale), and are never returned at or after the token's `exp` (nor after
+//! `max_ttl_secs`). Only the signature check is skipped: time, issuer, audience and route rules
+//! are checked on every request.
 
 use super::claims::Claims;
 use super::config::{CacheSettings, TokenConfig};
 use super::outcome::TokenFormat;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// What a cache entry remembers of a verification.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,21 +41,41 @@ struct Entry {
 #[derive(Debug)]
 pub struct TokenCache {
     settings: CacheSettings,
-    entries: BTreeMap<[u8; 32], Entry>,
+    entries: HashMap<Box<str>, Entry, BuildHasherDefault<TailHasher>>,
     seq: u64,
     hits: u64,
     misses: u64,
 }
 
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// FNV-1a over the last 32 bytes written (see the module docs for why that is enough).
+#[derive(Default)]
+struct TailHasher(u64);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(32)..];
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in tail {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl TokenCache {
     pub fn new(settings: CacheSettings) -> Self {
         TokenCache {
             settings,
-            entries: BTreeMap::new(),
+            entries: HashMap::default(),
             seq: 0,
             hits: 0,
             misses: 0,
@@ -88,15 +113,14 @@ impl TokenCache {
         if self.settings.max_entries == 0 {
             return None;
         }
-        let k = key(token);
-        let fresh = self.entries.get(&k).map(|e| now < e.expires_at);
+        let fresh = self.entries.get(token).map(|e| now < e.expires_at);
         match fresh {
             Some(true) => {
                 self.hits += 1;
-                self.entries.get(&k).map(|e| &e.value)
+                self.entries.get(token).map(|e| &e.value)
             }
             Some(false) => {
-                self.entries.remove(&k);
+                self.entries.remove(token);
                 self.misses += 1;
                 None
             }
@@ -119,15 +143,14 @@ impl TokenCache {
         if expires_at <= now {
             return;
         }
-        let k = key(token);
-        if !self.entries.contains_key(&k) && self.entries.len() >= self.settings.max_entries {
+        if !self.entries.contains_key(token) && self.entries.len() >= self.settings.max_entries {
             self.entries.retain(|_, e| now < e.expires_at);
             if self.entries.len() >= self.settings.max_entries {
                 if let Some(oldest) = self
                     .entries
                     .iter()
                     .min_by_key(|(_, e)| e.seq)
-                    .map(|(k, _)| *k)
+                    .map(|(k, _)| k.clone())
                 {
                     self.entries.remove(&oldest);
                 }
@@ -135,7 +158,7 @@ impl TokenCache {
         }
         self.seq += 1;
         self.entries.insert(
-            k,
+            token.into(),
             Entry {
                 value,
                 expires_at,

@@ -1,0 +1,133 @@
+//! The wasm floor, and the cost of each host operation.
+//!
+//! With an empty configuration this HTTP filter lets everything through untouched: the cost any
+//! proxy-wasm filter pays. Its configuration can switch on single host operations (a plain list
+//! of words, e.g. `"request_headers metric"`), so `make bench` can show what each one adds:
+//! `request_headers` (read the whole map), `request_header` (read one), `property`
+//! (`source.address`), `shared_get`, `shared_cas` (read + compare-and-swap write), `metric`
+//! (one counter increment), `response_headers` (read the whole map), `set_response_headers`
+//! (replace the whole map), `set_response_header` (set one header), `time` (host clock).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+#[derive(Default, Clone, Copy)]
+struct Probes {
+    request_headers: bool,
+    request_header: bool,
+    property: bool,
+    shared_get: bool,
+    shared_cas: bool,
+    metric: Option<u32>,
+    response_headers: bool,
+    set_response_headers: bool,
+    set_response_header: bool,
+    time: bool,
+}
+
+#[derive(Default)]
+struct Root {
+    probes: Rc<Probes>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&config);
+        let has = |w: &str| {
+            text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|t| t == w)
+        };
+        self.probes = Rc::new(Probes {
+            request_headers: has("request_headers"),
+            request_header: has("request_header"),
+            property: has("property"),
+            shared_get: has("shared_get"),
+            shared_cas: has("shared_cas"),
+            metric: if has("metric") {
+                hostcalls::define_metric(MetricType::Counter, "palisade_bench_noop_total").ok()
+            } else {
+                None
+            },
+            response_headers: has("response_headers"),
+            set_response_headers: has("set_response_headers"),
+            set_response_header: has("set_response_header"),
+            time: has("time"),
+        });
+        if self.probes.shared_cas {
+            let _ = hostcalls::set_shared_data("palisade.bench", Some(&[0u8; 16]), None);
+        }
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Noop(Rc::clone(&self.probes))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Noop(Rc<Probes>);
+
+impl Context for Noop {}
+
+impl HttpContext for Noop {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let p = &self.0;
+        if p.request_headers {
+            let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
+        if p.request_header {
+            let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
+        }
+        if p.property {
+            let _ = hostcalls::get_property(vec!["source", "address"]);
+        }
+        if p.time {
+            let _ = hostcalls::get_current_time();
+        }
+        if p.shared_get || p.shared_cas {
+            if let Ok((Some(v), cas)) = hostcalls::get_shared_data("palisade.bench") {
+                if p.shared_cas {
+                    let _ = hostcalls::set_shared_data("palisade.bench", Some(&v), cas);
+                }
+            }
+        }
+        if let Some(id) = p.metric {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let p = &self.0;
+        if p.response_headers || p.set_response_headers {
+            if let Ok(headers) = hostcalls::get_map(MapType::HttpResponseHeaders) {
+                if p.set_response_headers {
+                    let pairs: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let _ = hostcalls::set_map(MapType::HttpResponseHeaders, pairs);
+                }
+            }
+        }
+        if p.set_response_header {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "x-bench", Some("1"));
+        }
+        Action::Continue
+    }
+}
