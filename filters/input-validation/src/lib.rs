@@ -104,37 +104,29 @@ impl Filter {
 
     /// Acts on a verdict: `true` when the request was answered and must stop here.
     fn act(&mut self, verdict: &Verdict, stage: &str) -> bool {
-        match verdict {
-            Verdict::Allow => false,
-            Verdict::Report(problem) => {
-                self.metrics.reported.inc();
-                info!(
-                    "palisade {FILTER_NAME}: would reject ({stage}, {}, rule {}): {} violation(s)",
-                    problem.category(),
-                    self.config
-                        .rules()
-                        .rule_name(self.rule)
-                        .unwrap_or("default"),
-                    problem.total()
-                );
-                false
-            }
-            Verdict::Reject(problem) => {
-                self.metrics.rejected.inc();
-                info!(
-                    "palisade {FILTER_NAME}: rejected ({stage}, {}, rule {}): {} violation(s)",
-                    problem.category(),
-                    self.config
-                        .rules()
-                        .rule_name(self.rule)
-                        .unwrap_or("default"),
-                    problem.total()
-                );
-                host::send_response(problem.status(), problem.headers(), Some(&problem.body()));
-                self.body = BodyState::Done;
-                true
-            }
+        let (problem, enforced) = match verdict {
+            Verdict::Allow => return false,
+            Verdict::Report(problem) => (problem, false),
+            Verdict::Reject(problem) => (problem, true),
+        };
+        info!(
+            "palisade {FILTER_NAME}: {} ({stage}, {}, rule {}): {} violation(s)",
+            if enforced { "rejected" } else { "would reject" },
+            problem.category(),
+            self.config
+                .rules()
+                .rule_name(self.rule)
+                .unwrap_or("default"),
+            problem.total()
+        );
+        if !enforced {
+            self.metrics.reported.inc();
+            return false;
         }
+        self.metrics.rejected.inc();
+        host::send_response(problem.status(), problem.headers(), Some(&problem.body()));
+        self.body = BodyState::Done;
+        true
     }
 }
 
