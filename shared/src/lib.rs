@@ -8,6 +8,7 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod json;
 pub mod matcher;
 pub mod metrics;
 pub mod proto;

@@ -2,7 +2,7 @@
 //! Request bodies: the strict JSON parser (duplicates, depth, UTF-8, hostile numbers), form
 //! bodies with the same field rules, the streaming size limit, and body presence.
 
-use palisade::validation::json::{parse_strict, JsonError};
+use palisade::json::{parse_strict, JsonError};
 use palisade::validation::{BodyBuffer, BodyKind, Policy, RequestHead, TooLarge, Verdict};
 use serde_json::{json, Value};
 use wasm_bindgen_test::wasm_bindgen_test;

@@ -16,11 +16,11 @@
 use serde::Deserialize;
 
 use super::form::{parse_pairs, validate_pairs, FieldRuleNames};
-use super::json::{parse_strict, JsonError, MAX_DEPTH_LIMIT};
 use super::problem::{Location, Violations};
 use super::query::{form_detail, form_rule};
 use super::schema::{Schema, SchemaSpec};
 use crate::config::ConfigError;
+use crate::json::{parse_strict, JsonError, MAX_DEPTH_LIMIT};
 
 /// The `body` section as written.
 #[derive(Debug, Clone, Deserialize)]

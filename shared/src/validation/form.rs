@@ -10,9 +10,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use super::decode::{percent_decode, DecodeError};
-use super::json::is_json_number;
 use super::problem::{append_segment, Location, Violations};
 use super::schema::{Additional, Schema, Types};
+use crate::json::is_json_number;
 
 /// Why urlencoded text cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

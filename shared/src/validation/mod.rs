@@ -42,7 +42,7 @@ mod decode;
 pub mod form;
 pub mod format;
 pub mod headers;
-pub mod json;
+pub use crate::json;
 pub mod params;
 pub mod path;
 pub mod problem;

@@ -55,30 +55,7 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// The longest name segment from the request that a pointer carries (in characters).
-const MAX_SEGMENT_CHARS: usize = 64;
-
-/// Appends `/segment` to a JSON pointer, escaped per RFC 6901 and cut to a bounded length.
-pub(crate) fn append_segment(pointer: &mut String, segment: &str) {
-    pointer.push('/');
-    for (i, c) in segment.chars().enumerate() {
-        if i == MAX_SEGMENT_CHARS {
-            pointer.push('…');
-            break;
-        }
-        match c {
-            '~' => pointer.push_str("~0"),
-            '/' => pointer.push_str("~1"),
-            c if c.is_control() => pointer.push('\u{FFFD}'),
-            c => pointer.push(c),
-        }
-    }
-}
-
-/// Appends `/index` to a JSON pointer.
-pub(crate) fn append_index(pointer: &mut String, index: usize) {
-    let _ = write!(pointer, "/{index}");
-}
+pub(crate) use crate::json::{append_index, append_segment};
 
 /// Collects violations up to a cap, counting the ones past it.
 #[derive(Debug, Clone)]

@@ -40,9 +40,9 @@ use serde_json::{Number, Value};
 use std::collections::BTreeMap;
 
 use super::format::Format;
-use super::json::json_equal;
 use super::problem::{append_index, append_segment, Location, Violations};
 use crate::config::{self, ConfigError};
+use crate::json::json_equal;
 
 /// A schema as written in the configuration (a subset of JSON Schema 2020-12).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -19,9 +19,9 @@
 use serde::Deserialize;
 
 use super::body::media_type;
-use super::json::is_json_number;
 use super::problem::{Location, Problem};
 use crate::config::ConfigError;
+use crate::json::is_json_number;
 
 /// The deepest nesting the scrubber follows.
 const MAX_DEPTH: usize = 128;

@@ -1,4 +1,4 @@
-//! Strict JSON parsing for request bodies.
+//! Strict JSON parsing, for request bodies (input validation) and token parts (token filter).
 //!
 //! `serde_json` alone accepts duplicate object keys (the last one wins, so `{"role":"user",
 //! "role":"admin"}` means different things to different parsers) and only stops deep nesting at
@@ -12,7 +12,7 @@ use serde_json::{Map, Number, Value};
 use std::cell::RefCell;
 use std::fmt;
 
-use super::problem::{append_index, append_segment};
+use std::fmt::Write as _;
 
 /// The deepest nesting a configuration may allow (serde_json's own limit is 128).
 pub const MAX_DEPTH_LIMIT: usize = 100;
@@ -270,4 +270,29 @@ pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// The longest name segment from the request that a pointer carries (in characters).
+const MAX_SEGMENT_CHARS: usize = 64;
+
+/// Appends `/segment` to a JSON pointer, escaped per RFC 6901 and cut to a bounded length.
+pub(crate) fn append_segment(pointer: &mut String, segment: &str) {
+    pointer.push('/');
+    for (i, c) in segment.chars().enumerate() {
+        if i == MAX_SEGMENT_CHARS {
+            pointer.push('…');
+            break;
+        }
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c if c.is_control() => pointer.push('\u{FFFD}'),
+            c => pointer.push(c),
+        }
+    }
+}
+
+/// Appends `/index` to a JSON pointer.
+pub(crate) fn append_index(pointer: &mut String, index: usize) {
+    let _ = write!(pointer, "/{index}");
 }
