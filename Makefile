@@ -12,12 +12,14 @@ FILTER_PKGS := $(addprefix -p palisade-,$(FILTERS))
 # The wasm-bindgen test runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 
-.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench wrk clean
+.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench wrk clean check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
 
 help:
 	@echo "make run    build every filter and start Envoy on http://localhost:10000 with a demo upstream"
 	@echo "make test   fmt, clippy, unit tests (native and wasm), end-to-end tests in real Envoy"
 	@echo "make build  build the filters' .wasm into target/$(WASM_TARGET)/release/"
+	@echo "make check-configs  palisade check on every shipped config; Istio manifests against the WasmPlugin CRD"
+	@echo "make audit  cargo deny --offline check (advisories from ../shared/data, licences, bans, sources)"
 	@echo "make bench  Palisade against Envoy's native filters (wrk, loopback); writes docs/benchmarks.md"
 
 ## --- installing what is missing (idempotent) ---------------------------------------------------
@@ -46,8 +48,13 @@ wasm-bindgen-cli:
 
 ## --- build and run --------------------------------------------------------------------------------
 
+# Paths are remapped so that neither the checkout's location nor the cargo registry's ends up in a
+# module: two clean builds anywhere give bit-identical .wasm files (tests/supply_chain).
+CARGO_REGISTRY_SRC := $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src
+WASM_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/palisade --remap-path-prefix=$(CARGO_REGISTRY_SRC)=/cargo/registry/src
+
 build: rust-targets
-	$(CARGO) build --release --target $(WASM_TARGET) $(FILTER_PKGS)
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build --release --target $(WASM_TARGET) $(FILTER_PKGS)
 	@ls -l target/$(WASM_TARGET)/release/*.wasm
 
 run: deps build
@@ -55,13 +62,13 @@ run: deps build
 
 ## --- tests ----------------------------------------------------------------------------------------
 
-test: deps wasm-bindgen-cli fmt-check lint unit wasm-test build e2e
+test: deps wasm-bindgen-cli fmt-check lint unit check-configs audit wasm-test build wasm-imports oci-test dist-test e2e reproducible
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 lint: rust-targets
-	$(CARGO) clippy -p palisade-shared --all-targets -- -D warnings
+	$(CARGO) clippy -p palisade-shared -p palisade-cli --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p palisade-host $(FILTER_PKGS) -- -D warnings
 
 unit:
@@ -80,8 +87,118 @@ wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 bench: deps build wrk
-	$(CARGO) build --release --target $(WASM_TARGET) -p palisade-bench-noop
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build --release --target $(WASM_TARGET) -p palisade-bench-noop
 	$(PY) scripts/bench.py
+
+## --- shipping: config checks and dependency audit (issue 7) ----------------------------------------
+
+# Reference data beside the checkout (CI has ../shared/ too); each can be overridden.
+SHARED_DATA        ?= $(CURDIR)/../shared/data
+WASMPLUGIN_CRD     ?= $(SHARED_DATA)/istio-wasmplugin-crd.yaml
+ADVISORY_TARBALL   ?= $(SHARED_DATA)/rustsec-advisory-db-2026-08-21.tar.gz
+TOOLS              := $(CURDIR)/.tools
+CARGO_DENY_VERSION := 0.20.2
+# cargo-deny reads an advisory database offline only as a git repository named after its URL's
+# hash, under deny.toml's db-path.
+ADVISORY_DB        := .tools/advisory-dbs/advisory-db-3157b0e258782691
+ENVOY_CONFIGS      := $(filter-out envoy-config/docker-compose.yaml,$(wildcard envoy-config/*.yaml))
+ISTIO_MANIFESTS    := $(wildcard envoy-config/istio/*.yaml)
+
+# `palisade check` (cli/) with the filters' own parsers: its tests run it on every shipped config
+# and on broken fixtures; then the Istio manifests against the WasmPlugin CRD's openAPIV3Schema.
+check-configs: venv
+	$(CARGO) test -p palisade-cli
+	$(CARGO) run -q -p palisade-cli -- check $(ENVOY_CONFIGS) $(ISTIO_MANIFESTS)
+	@test -f "$(WASMPLUGIN_CRD)" || { echo "error: the WasmPlugin CRD is missing: $(WASMPLUGIN_CRD) (../shared/ must sit beside the checkout, or set WASMPLUGIN_CRD=)" >&2; exit 1; }
+	PALISADE_WASMPLUGIN_CRD="$(WASMPLUGIN_CRD)" $(PY) -m pytest tests/supply_chain/test_wasmplugin_crd.py -q
+
+cargo-deny:
+	@have="$$($(TOOLS)/bin/cargo-deny --version 2>/dev/null)"; \
+	if [ "$$have" != "cargo-deny $(CARGO_DENY_VERSION)" ]; then \
+	  echo "installing cargo-deny $(CARGO_DENY_VERSION) into .tools/ (about 2.5 minutes, once)"; \
+	  $(CARGO) install --locked --quiet --root $(TOOLS) cargo-deny --version $(CARGO_DENY_VERSION); \
+	fi
+
+# Unpacks the advisory-db snapshot into a git repository (again only when the tarball changed).
+advisory-db:
+	@test -f "$(ADVISORY_TARBALL)" || { echo "error: the advisory database snapshot is missing: $(ADVISORY_TARBALL) (../shared/ must sit beside the checkout, or set ADVISORY_TARBALL=)" >&2; exit 1; }
+	@sum="$$(sha256sum "$(ADVISORY_TARBALL)" | cut -d' ' -f1)"; \
+	if [ ! -d $(ADVISORY_DB)/.git ] || [ "$$(cat $(ADVISORY_DB).sha256 2>/dev/null)" != "$$sum" ]; then \
+	  echo "unpacking $(notdir $(ADVISORY_TARBALL)) into $(ADVISORY_DB)"; \
+	  rm -rf $(ADVISORY_DB) $(ADVISORY_DB).sha256 && mkdir -p $(ADVISORY_DB) && \
+	  tar -xzf "$(ADVISORY_TARBALL)" -C $(ADVISORY_DB) --strip-components=1 && \
+	  git -C $(ADVISORY_DB) init -q && git -C $(ADVISORY_DB) add -A && \
+	  git -C $(ADVISORY_DB) -c user.name=palisade -c user.email=palisade@invalid -c commit.gpgsign=false \
+	    commit -q -m "$(notdir $(ADVISORY_TARBALL))" && \
+	  echo "$$sum" > $(ADVISORY_DB).sha256; \
+	fi
+
+# --- Istio OCI images (compat variant), reproducible; pushed to a loopback registry by the test ---
+
+VERSION    := $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
+OCI_DIR    := target/oci
+SHIP_DEBS  := skopeo docker-registry minisign wabt
+
+# Debian tools for the image, dist and wasm checks (one apt-get update, only when one is missing).
+ship-deps:
+	@missing=""; for p in $(SHIP_DEBS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+oci: build
+	@for f in $(FILTERS); do \
+	  python3 scripts/oci.py target/$(WASM_TARGET)/release/palisade_$$(echo $$f | tr - _).wasm $(OCI_DIR)/$$f --tag $(VERSION) || exit 1; \
+	done
+
+# Every filter's imports against what Envoy provides (wasm-objdump), so an unsupported WASI call
+# fails here and not at rollout.
+wasm-imports: venv ship-deps build
+	$(PY) -m pytest tests/supply_chain/test_wasm_imports.py -q
+
+oci-test: venv ship-deps oci
+	PALISADE_OCI_DIR=$(OCI_DIR) PALISADE_OCI_TAG=$(VERSION) $(PY) -m pytest tests/supply_chain/test_oci.py -q
+
+# --- dist/: modules, SHA-256, CycloneDX SBOMs, minisign signatures, OCI layouts ------------------
+
+CARGO_CYCLONEDX_VERSION := 0.5.9
+# Release signing: point these at the real key pair. Left as is, `make dist` creates a throwaway,
+# password-less key pair in .tools/minisign/ (fine for tests, never for a release).
+MINISIGN_KEY ?= .tools/minisign/palisade.key
+MINISIGN_PUB ?= .tools/minisign/palisade.pub
+
+cargo-cyclonedx:
+	@have="$$($(TOOLS)/bin/cargo-cyclonedx cyclonedx --version 2>/dev/null | awk '{print $$2}')"; \
+	if [ "$$have" != "$(CARGO_CYCLONEDX_VERSION)" ]; then \
+	  echo "installing cargo-cyclonedx $(CARGO_CYCLONEDX_VERSION) into .tools/ (about 1.5 minutes, once)"; \
+	  $(CARGO) install --locked --quiet --root $(TOOLS) cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION); \
+	fi
+
+dist-key: ship-deps
+	@if [ ! -f "$(MINISIGN_KEY)" ]; then \
+	  if [ "$(MINISIGN_KEY)" != ".tools/minisign/palisade.key" ]; then echo "error: signing key $(MINISIGN_KEY) not found" >&2; exit 1; fi; \
+	  echo "generating a THROWAWAY minisign key pair in .tools/minisign/ (set MINISIGN_KEY and MINISIGN_PUB for a release)"; \
+	  mkdir -p .tools/minisign && minisign -G -W -p $(MINISIGN_PUB) -s $(MINISIGN_KEY) >/dev/null; \
+	fi
+
+dist: build ship-deps cargo-cyclonedx dist-key
+	PATH="$(TOOLS)/bin:$$PATH" python3 scripts/dist.py build --out dist --key $(MINISIGN_KEY) --version $(VERSION)
+
+verify-dist: ship-deps
+	python3 scripts/dist.py verify --out dist --pub $(MINISIGN_PUB)
+
+# Builds a dist with a key generated for the test, verifies it, and tampers with it in every way.
+dist-test: venv build ship-deps cargo-cyclonedx
+	PATH="$(TOOLS)/bin:$$PATH" $(PY) -m pytest tests/supply_chain/test_dist.py -q
+
+# A clean clone built in another directory gives bit-identical modules (one extra cold build).
+reproducible: venv build
+	$(PY) -m pytest tests/supply_chain/test_reproducible.py -q
+
+# deny.toml: advisories (every ignored one with its reason), licences, bans, sources.
+audit: cargo-deny advisory-db
+	PATH="$(TOOLS)/bin:$$PATH" $(CARGO) deny --offline check
 
 clean:
 	$(CARGO) clean

@@ -472,7 +472,7 @@ fn config_mistakes_name_the_field() {
         (json!({"providers": [{"name": "a", "jwks": ed}], "realm": "a\"b"}), "realm: cannot hold quotes, backslashes or control characters"),
         (json!({"providers": [{"name": "a", "jwks": ed}], "rules": [{"match": {}, "max_token_size": 5}]}), "rules[0].max_token_size: can only be set at the top level of the config, not in a rule"),
         (json!({"providers": [{"name": "a", "jwks": ed, "hmac_algorithm": "RS256", "hmac_secret_env": "S"}]}), "providers[0].hmac_algorithm: 'RS256' is not HS256, HS384 or HS512"),
-        (json!({"providers": [{"name": "a", "jwks": ed}], "unknown": 1}), "unknown: unknown field `unknown`, expected one of `requires`, `allow_missing`, `allow_missing_or_failed`, `scopes`, `claims`, `bypass_cors_preflight`"),
+        (json!({"providers": [{"name": "a", "jwks": ed}], "unknown": 1}), "unknown: unknown field `unknown`, expected one of `requires`, `allow_missing`, `allow_missing_or_failed`, `scopes`, `claims`, `bypass_cors_preflight`, `peers`"),
     ];
     for (doc, want) in cases {
         let err = config_error(doc);

@@ -5,7 +5,9 @@
 //! (401/403/503 with the JSON body and `WWW-Authenticate`) or strip the token and pass verified
 //! claims upstream as headers. Remote keys (JWKS URI or OpenID discovery) are fetched by the root
 //! context and shared by all workers (see `keys`); an unknown `kid` triggers one rate-limited
-//! refetch, during which the request waits and is then verified again.
+//! refetch, during which the request waits and is then verified again. On routes with a `peers`
+//! allow-list, the client certificate's URI SAN (`connection.uri_san_peer_certificate`, when
+//! `connection.mtls` says one was presented) goes to the core with the request.
 
 mod keys;
 
@@ -14,8 +16,8 @@ use palisade::matcher::Request;
 use palisade::metrics::Counter;
 use palisade::token::remote::{parse_discovery, Endpoint, FetchSchedule, RemoteKeys};
 use palisade::token::{
-    strip_cookie, strip_query_param, HostCheck, HostVerdict, KeyStore, Outcome, SignatureBackend,
-    TokenCache, TokenConfig, TokenLocation, TokenRequest, Verifier, FILTER_NAME,
+    strip_cookie, strip_query_param, HostCheck, HostVerdict, KeyStore, Outcome, Peer,
+    SignatureBackend, TokenCache, TokenConfig, TokenLocation, TokenRequest, Verifier, FILTER_NAME,
 };
 use palisade_host::{self as host, HostCounter, HostVerify};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -56,6 +58,25 @@ impl SignatureBackend for EnvoyCrypto<'_> {
             }
         }
     }
+}
+
+/// The URI SANs of the downstream client certificate, or `None` without one. Envoy reports the
+/// first URI SAN only (an X.509-SVID has exactly one).
+fn peer_uri_sans() -> Option<Vec<String>> {
+    // A bool attribute arrives as one byte.
+    let presented = proxy_wasm::hostcalls::get_property(vec!["connection", "mtls"])
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.first().is_some_and(|&v| v != 0));
+    if !presented {
+        return None;
+    }
+    Some(
+        host::property(&["connection", "uri_san_peer_certificate"])
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .collect(),
+    )
 }
 
 struct Metrics {
@@ -434,6 +455,15 @@ impl Filter {
             path,
             headers: &self.headers,
         };
+        let uri_sans = if requirement.peers.is_some() {
+            peer_uri_sans()
+        } else {
+            None
+        };
+        let peer = match &uri_sans {
+            Some(uri_sans) => Peer::Certificate { uri_sans },
+            None => Peer::NoCertificate,
+        };
         let now = host::now_secs();
         let outcome = {
             let keys = state.keys.borrow();
@@ -441,7 +471,7 @@ impl Filter {
             let (hits, misses) = (cache.hits(), cache.misses());
             let outcome = Verifier::new(config, &keys)
                 .with_backend(&EnvoyCrypto(&state.metrics))
-                .check(requirement, &request, now, Some(&mut cache));
+                .check_with_peer(requirement, &request, &peer, now, Some(&mut cache));
             state
                 .metrics
                 .cache_hits

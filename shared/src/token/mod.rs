@@ -9,7 +9,8 @@
 //!    [`remote::parse_discovery`] / [`Provider::parse_fetched_jwks`] into
 //!    [`KeyStore::set_fetched`];
 //! 2. per request: [`TokenConfig::select`] picks the route's [`Requirement`],
-//!    [`Verifier::check`] returns an [`Outcome`]; the filter then removes
+//!    [`Verifier::check`] returns an [`Outcome`] ([`Verifier::check_with_peer`] with the
+//!    connection's client certificate, read only when [`Requirement::peers`] is set); the filter then removes
 //!    [`TokenConfig::claim_header_names`] from the request and either sends
 //!    [`Outcome::response`] or strips [`Outcome::locations_to_strip`] and sets
 //!    [`Outcome::upstream_headers`]; [`Outcome::metric`] names the counter and
@@ -34,6 +35,7 @@ pub mod jwt;
 pub mod keys;
 pub mod outcome;
 pub mod paseto;
+pub mod peers;
 pub mod remote;
 pub mod requirement;
 pub mod strict_json;
@@ -49,6 +51,7 @@ pub use headers::claims_to_headers;
 pub use jwks::{parse_jwks, JwksPolicy, KeySet};
 pub use keys::KeyStore;
 pub use outcome::{AllowBasis, DenyReason, Failure, Outcome, VerifiedToken};
+pub use peers::{Peer, PeerMode, PeerRule, SpiffeId};
 pub use requirement::{RequireMode, Requirement};
 pub use verify::Verifier;
 

@@ -4,7 +4,8 @@
 //! an RFC 6750 `WWW-Authenticate` value for a token we refuse, 401 without an error code when
 //! there is no token, 403 `insufficient_scope` for a valid token that lacks a scope or claim, and
 //! a configurable status (503) with `Retry-After` when the provider has no usable keys, since the
-//! client did nothing wrong. Nothing from the token is echoed back.
+//! client did nothing wrong, and 403 `forbidden` (no challenge) when the route's mTLS peer
+//! allow-list refuses the connection. Nothing from the token is echoed back.
 
 use super::alg::JwsAlgorithm;
 use super::claims::{ClaimError, Claims};
@@ -12,6 +13,7 @@ use super::config::{KeysUnavailable, TokenConfig};
 use super::error::{Malformation, TokenError};
 use super::extract::TokenLocation;
 use super::headers::claims_to_headers;
+use super::peers::{PeerDenial, SpiffeId};
 use crate::response::ErrorResponse;
 use std::fmt;
 
@@ -45,11 +47,13 @@ pub enum DenyReason {
     ClaimsNotMet,
     /// The provider has no usable keys at all (e.g. its JWKS was never fetched).
     KeysUnavailable(KeysUnavailable),
+    /// The route's mTLS peer allow-list refused the connection.
+    Peer(PeerDenial),
 }
 
 impl DenyReason {
     /// Every metric label, for defining the counters once.
-    pub const METRIC_LABELS: [&'static str; 18] = [
+    pub const METRIC_LABELS: [&'static str; 20] = [
         "missing",
         "too_large",
         "malformed",
@@ -68,6 +72,8 @@ impl DenyReason {
         "insufficient_scope",
         "claims",
         "keys_unavailable",
+        "peer_missing",
+        "peer",
     ];
 
     /// The metric label (`palisade_token_denied_<label>_total`).
@@ -91,6 +97,8 @@ impl DenyReason {
             DenyReason::InsufficientScope { .. } => "insufficient_scope",
             DenyReason::ClaimsNotMet => "claims",
             DenyReason::KeysUnavailable(_) => "keys_unavailable",
+            DenyReason::Peer(PeerDenial::NoCertificate) => "peer_missing",
+            DenyReason::Peer(PeerDenial::NotSpiffe | PeerDenial::NotAllowed) => "peer",
         }
     }
 
@@ -115,6 +123,11 @@ impl DenyReason {
             DenyReason::InsufficientScope { .. } => "the token lacks a required scope",
             DenyReason::ClaimsNotMet => "the token's claims do not allow this request",
             DenyReason::KeysUnavailable(_) => "token keys are not available yet",
+            DenyReason::Peer(PeerDenial::NoCertificate) => "a client certificate is required",
+            DenyReason::Peer(PeerDenial::NotSpiffe) => {
+                "the client certificate does not hold a SPIFFE ID"
+            }
+            DenyReason::Peer(PeerDenial::NotAllowed) => "the client is not allowed on this route",
         }
     }
 
@@ -122,6 +135,7 @@ impl DenyReason {
     pub fn status(&self) -> u32 {
         match self {
             DenyReason::InsufficientScope { .. } | DenyReason::ClaimsNotMet => 403,
+            DenyReason::Peer(_) => 403,
             DenyReason::KeysUnavailable(k) => k.status,
             _ => 401,
         }
@@ -146,6 +160,8 @@ impl DenyReason {
             | DenyReason::Audience
             | DenyReason::Subject => 7,
             DenyReason::InsufficientScope { .. } | DenyReason::ClaimsNotMet => 8,
+            // Decided before any token is looked at; never compared with token failures.
+            DenyReason::Peer(_) => 9,
         }
     }
 
@@ -156,7 +172,8 @@ impl DenyReason {
             parts.push(format!("realm=\"{r}\""));
         }
         match self {
-            DenyReason::KeysUnavailable(_) => return None,
+            // No HTTP challenge can ask for a client certificate.
+            DenyReason::KeysUnavailable(_) | DenyReason::Peer(_) => return None,
             DenyReason::Missing => {}
             DenyReason::InsufficientScope { required } => {
                 parts.push("error=\"insufficient_scope\"".to_owned());
@@ -187,6 +204,7 @@ impl DenyReason {
             DenyReason::Missing => "unauthorized",
             DenyReason::InsufficientScope { .. } | DenyReason::ClaimsNotMet => "insufficient_scope",
             DenyReason::KeysUnavailable(_) => "keys_unavailable",
+            DenyReason::Peer(_) => "forbidden",
             _ => "invalid_token",
         };
         let mut resp = ErrorResponse::new(self.status(), code, self.description());
@@ -299,6 +317,8 @@ pub enum AllowBasis {
     MissingAllowed,
     /// A token failed, and the route allows that (`allow_missing_or_failed`).
     FailureAllowed(Failure),
+    /// The mTLS peer is on the route's allow-list, and that is enough (`alone`, `or_token`).
+    Peer(SpiffeId),
 }
 
 /// The decision for one request.

@@ -16,9 +16,12 @@
 //! `all` (a valid token for each listed provider), or `none` (no token needed).
 //! `allow_missing`: no token is fine, a bad token is not. `allow_missing_or_failed`: every request
 //! passes, verified claims are forwarded when there are some.
+//! `peers`: an allow-list of mTLS peer identities and how it combines with the token requirement
+//! (see `peers.rs`); `"peers": null` in a rule turns an inherited one off.
 
 use super::claims::{ClaimRule, ClaimRuleSpec, ScopeRule};
 use super::config::Provider;
+use super::peers::{PeerMode, PeerRule, PeersSpec};
 use crate::config::{from_value, ConfigError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -77,6 +80,8 @@ struct RequirementSpec {
     claims: Vec<ClaimRuleSpec>,
     #[serde(default)]
     bypass_cors_preflight: bool,
+    #[serde(default)]
+    peers: Option<PeersSpec>,
 }
 
 /// A compiled requirement.
@@ -90,6 +95,8 @@ pub struct Requirement {
     pub scopes: ScopeRule,
     pub claims: Vec<ClaimRule>,
     pub bypass_cors_preflight: bool,
+    /// mTLS peers allowed on the route, and how that combines with the token requirement.
+    pub peers: Option<PeerRule>,
 }
 
 /// RFC 6750 scope-token characters (so a scope can be quoted in `WWW-Authenticate`).
@@ -116,7 +123,15 @@ fn check_scopes(path: &str, scopes: &[String]) -> Result<(), ConfigError> {
 impl Requirement {
     /// Compiles a requirement document (the defaults merged with a rule's fields).
     pub fn compile(doc: Value, providers: &[Provider]) -> Result<Self, ConfigError> {
-        let spec: RequirementSpec = from_value(doc)?;
+        let mut spec: RequirementSpec = from_value(doc)?;
+        let peers = spec
+            .peers
+            .take()
+            .map(|p| PeerRule::compile("peers", p))
+            .transpose()?;
+        if let Some(rule) = &peers {
+            check_peer_combination(rule.mode, &spec)?;
+        }
         let indices = match &spec.requires.providers {
             None => (0..providers.len()).collect(),
             Some(names) => {
@@ -173,6 +188,35 @@ impl Requirement {
             scopes,
             claims,
             bypass_cors_preflight: spec.bypass_cors_preflight,
+            peers,
         })
+    }
+}
+
+/// Refuses peer modes whose token side asks for nothing: `or_token` with a token requirement
+/// that lets tokenless requests through would admit everyone, and `and_token` without a token
+/// requirement is `alone` under another name.
+fn check_peer_combination(mode: PeerMode, spec: &RequirementSpec) -> Result<(), ConfigError> {
+    let lenient = if spec.requires.mode == RequireMode::None {
+        Some("requires.mode 'none'")
+    } else if spec.allow_missing_or_failed {
+        Some("allow_missing_or_failed")
+    } else if spec.allow_missing {
+        Some("allow_missing")
+    } else {
+        None
+    };
+    match (mode, lenient) {
+        (PeerMode::OrToken, Some(what)) => Err(ConfigError::field(
+            "peers.mode",
+            format!("'or_token' with {what} would let requests without a valid token or peer through; use 'alone' or 'and_token', or drop {what}"),
+        )),
+        (PeerMode::AndToken, Some(what)) if spec.requires.mode == RequireMode::None => {
+            Err(ConfigError::field(
+                "peers.mode",
+                format!("'and_token' with {what} asks for no token: use 'alone'"),
+            ))
+        }
+        _ => Ok(()),
     }
 }

@@ -13,6 +13,7 @@ use super::outcome::{
     AllowBasis, DenyReason, Failure, FoundToken, Outcome, TokenFormat, VerifiedToken,
 };
 use super::paseto::{looks_like_paseto, UntrustedPaseto};
+use super::peers::{Peer, PeerMode};
 use super::requirement::{RequireMode, Requirement};
 
 /// Verifies requests against a config and the VM's keys.
@@ -61,17 +62,60 @@ impl<'a> Verifier<'a> {
         self
     }
 
-    /// Decides a request under `requirement` at `now` (unix seconds).
+    /// Decides a request under `requirement` at `now` (unix seconds), for a connection without
+    /// a client certificate (a route with `peers` then refuses it unless tokens may do instead).
     pub fn check(
+        &self,
+        requirement: &Requirement,
+        request: &TokenRequest<'_>,
+        now: u64,
+        cache: Option<&mut TokenCache>,
+    ) -> Outcome {
+        self.check_with_peer(requirement, request, &Peer::NoCertificate, now, cache)
+    }
+
+    /// Decides a request under `requirement` at `now` (unix seconds), with the connection's
+    /// client certificate (only looked at when the requirement has `peers`).
+    pub fn check_with_peer(
+        &self,
+        requirement: &Requirement,
+        request: &TokenRequest<'_>,
+        peer: &Peer<'_>,
+        now: u64,
+        cache: Option<&mut TokenCache>,
+    ) -> Outcome {
+        if requirement.bypass_cors_preflight && is_cors_preflight(request) {
+            return allow(AllowBasis::CorsPreflight, Vec::new(), Vec::new());
+        }
+        if let Some(rule) = &requirement.peers {
+            match (rule.mode, rule.check(peer)) {
+                (PeerMode::Alone | PeerMode::OrToken, Ok(id)) => {
+                    return allow(AllowBasis::Peer(id), Vec::new(), Vec::new());
+                }
+                (PeerMode::Alone | PeerMode::AndToken, Err(denial)) => {
+                    return Outcome::Deny {
+                        failure: Failure {
+                            reason: DenyReason::Peer(denial),
+                            provider: None,
+                        },
+                        found: Vec::new(),
+                    };
+                }
+                // The token requirement decides.
+                (PeerMode::AndToken, Ok(_)) | (PeerMode::OrToken, Err(_)) => {}
+            }
+        }
+        self.check_tokens(requirement, request, now, cache)
+    }
+
+    /// The token side of a decision.
+    fn check_tokens(
         &self,
         requirement: &Requirement,
         request: &TokenRequest<'_>,
         now: u64,
         mut cache: Option<&mut TokenCache>,
     ) -> Outcome {
-        if requirement.bypass_cors_preflight && is_cors_preflight(request) {
-            return allow(AllowBasis::CorsPreflight, Vec::new(), Vec::new());
-        }
         if requirement.mode == RequireMode::None {
             return allow(AllowBasis::NotRequired, Vec::new(), Vec::new());
         }
