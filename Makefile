@@ -12,7 +12,7 @@ FILTER_PKGS := $(addprefix -p palisade-,$(FILTERS))
 # The wasm-bindgen test runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 
-.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench wrk clean check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
+.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench wrk clean e2e-deps rls-server check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
 
 help:
 	@echo "make run    build every filter and start Envoy on http://localhost:10000 with a demo upstream"
@@ -46,6 +46,25 @@ wasm-bindgen-cli:
 	  $(CARGO) install wasm-bindgen-cli --version "$$want"; \
 	fi
 
+# Debian packages the end-to-end tests need: redis-server (the distributed rate-limit backend),
+# and, to build tests/rls-server (limitador with its default features builds rocksdb),
+# clang/libclang-dev plus libssl-dev/pkg-config (redis' native-tls).
+E2E_DEBS := redis-server clang libclang-dev libssl-dev pkg-config
+# The RLS server for those tests is its own Cargo workspace (tests/rls-server/Cargo.lock), so
+# its native dependencies stay out of the wasm workspace; it builds into its own target dir.
+RLS_TARGET_DIR ?= $(CURDIR)/target/rls-server
+
+e2e-deps:
+	@missing=""; for p in $(E2E_DEBS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Cold: about 10 minutes on 2 cores (rocksdb); then seconds.
+rls-server: e2e-deps
+	cd tests/rls-server && CARGO_TARGET_DIR=$(RLS_TARGET_DIR) $(CARGO) build --locked
+
 ## --- build and run --------------------------------------------------------------------------------
 
 # Paths are remapped so that neither the checkout's location nor the cargo registry's ends up in a
@@ -78,8 +97,8 @@ wasm-test: rust-targets wasm-bindgen-cli
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  $(CARGO) test -p palisade-shared --target wasm32-unknown-unknown
 
-e2e: venv build
-	$(PY) -m pytest tests/e2e -q
+e2e: venv build rls-server
+	PALISADE_RLS_SERVER=$(RLS_TARGET_DIR)/debug/palisade-rls-server $(PY) -m pytest tests/e2e -q
 
 ## --- benchmarks (loopback only, bounded in time) --------------------------------------------------
 
@@ -182,11 +201,11 @@ dist-key: ship-deps
 	  mkdir -p .tools/minisign && minisign -G -W -p $(MINISIGN_PUB) -s $(MINISIGN_KEY) >/dev/null; \
 	fi
 
-dist: build ship-deps cargo-cyclonedx dist-key
-	PATH="$(TOOLS)/bin:$$PATH" python3 scripts/dist.py build --out dist --key $(MINISIGN_KEY) --version $(VERSION)
+dist: venv build ship-deps cargo-cyclonedx dist-key
+	PATH="$(TOOLS)/bin:$$PATH" $(PY) scripts/dist.py build --out dist --key $(MINISIGN_KEY) --version $(VERSION)
 
-verify-dist: ship-deps
-	python3 scripts/dist.py verify --out dist --pub $(MINISIGN_PUB)
+verify-dist: venv ship-deps
+	$(PY) scripts/dist.py verify --out dist --pub $(MINISIGN_PUB)
 
 # Builds a dist with a key generated for the test, verifies it, and tampers with it in every way.
 dist-test: venv build ship-deps cargo-cyclonedx

@@ -10,6 +10,9 @@
     palisade_<filter>.wasm.minisig    a detached minisign signature
     palisade_<filter>.cdx.json        a CycloneDX SBOM of the filter crate (cargo cyclonedx, wasm32-wasip1)
     oci/<filter>/, oci/<filter>.digest   the Istio OCI image layout (scripts/oci.py) and its digest
+    istio/<filter>.yaml               envoy-config/istio/<filter>.yaml with the image pinned by
+                                      digest: `url: oci://<registry>/palisade/<filter>@sha256:…`
+                                      and `sha256: …` (Istio checks the pulled image against it)
 and, over all of it, SHA256SUMS and SHA256SUMS.minisig.
 
 `verify` checks, and exits 1 on the first kind of mismatch it finds (listing each one): the
@@ -75,6 +78,23 @@ def sboms(out: pathlib.Path, names, cyclonedx: str):
             shutil.copyfile(produced, out / produced.name)
 
 
+def pinned_manifest(name: str, registry: str, digest: str) -> str:
+    """The shipped WasmPlugin manifest, its `url` and `sha256` pinned to the image digest."""
+    import yaml
+
+    source = ROOT / "envoy-config" / "istio" / f"{name}.yaml"
+    text = source.read_text()
+    docs = list(yaml.safe_load_all(text))
+    hexdigest = digest.split(":", 1)[1]
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "WasmPlugin":
+            doc["spec"]["url"] = f"oci://{registry}/palisade/{name}@{digest}"
+            doc["spec"]["sha256"] = hexdigest
+            doc["spec"].pop("imagePullPolicy", None)
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    return header + f"# Pinned by digest by `make dist`: the image is {digest}.\n" + yaml.safe_dump_all(docs, sort_keys=False)
+
+
 def build(args):
     out = pathlib.Path(args.out)
     wasm_dir = pathlib.Path(args.wasm_dir)
@@ -87,6 +107,7 @@ def build(args):
     if out.exists():
         shutil.rmtree(out)
     (out / "oci").mkdir(parents=True)
+    (out / "istio").mkdir()
     for name in names:
         file = f"palisade_{name.replace('-', '_')}.wasm"
         wasm = out / file
@@ -94,6 +115,8 @@ def build(args):
         (out / f"{file}.sha256").write_text(f"{sha256(wasm)}  {file}\n")
         sign(pathlib.Path(args.key), wasm)
         digest = oci.write_layout(wasm, out / "oci" / name, f"palisade/{name}", args.version)
+        if (ROOT / "envoy-config" / "istio" / f"{name}.yaml").is_file():
+            (out / "istio" / f"{name}.yaml").write_text(pinned_manifest(name, args.registry, digest))
         print(f"{file}: sha256 {sha256(wasm)}, image palisade/{name}:{args.version} {digest}")
     if not args.no_sbom:
         sboms(out, names, args.cargo)
@@ -193,6 +216,7 @@ def main(argv):
     b.add_argument("--out", default="dist")
     b.add_argument("--key", required=True)
     b.add_argument("--version", default="0.1.0")
+    b.add_argument("--registry", default="registry.example.com", help="registry host/path in the pinned Istio manifests")
     b.add_argument("--wasm-dir", default=str(ROOT / "target/wasm32-wasip1/release"))
     b.add_argument("--cargo", default="cargo", help="cargo with the cyclonedx subcommand on its PATH")
     b.add_argument("--no-sbom", action="store_true")

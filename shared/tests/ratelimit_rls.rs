@@ -9,11 +9,12 @@ use palisade::client_ip::ClientIpConfig;
 use palisade::matcher::Request;
 use palisade::ratelimit::gcra::{Period, NANOS_PER_SEC};
 use palisade::ratelimit::rls::{
-    decode_response, descriptors, encode_request, on_failure, request_for, verdict, RlsCode,
-    RlsError, RlsLimit, RlsUnit, LIMIT_ENTRY,
+    decide, decode_response, descriptors, encode_request, read_answer, request_for, verdict,
+    BackendError, CallEnd, Decision, RlsCode, RlsError, RlsLimit, RlsResponse, RlsUnit,
+    GRPC_DEADLINE_EXCEEDED, GRPC_OK, LIMIT_ENTRY, MAX_RESPONSE_BYTES,
 };
 use palisade::ratelimit::store::MemoryStore;
-use palisade::ratelimit::{Plan, RateLimitConfig, RequestFacts};
+use palisade::ratelimit::{Plan, RateLimitConfig, RequestFacts, Verdict};
 use serde_json::json;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -265,6 +266,24 @@ fn a_backend_answer_becomes_a_verdict_with_header_figures() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn a_descriptor_the_backend_has_no_limit_for_gives_no_quota_figures() {
+    let cfg = config();
+    let p = plan(&cfg, &[("x-api-key", "k-9")]);
+    // statuses: [OK without current_limit, OK with 100/hour and 99 left]
+    #[rustfmt::skip]
+    let bytes = [
+        0x08, 0x01,
+        0x12, 0x02, 0x08, 0x01,
+        0x12, 0x08, 0x08, 0x01, 0x12, 0x02, 0x08, 0x64, 0x18, 0x63,
+    ];
+    let v = verdict(&cfg, &p, &decode_response(&bytes).unwrap());
+    assert!(v.admitted);
+    let names: Vec<&str> = v.statuses.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["per-key"]);
+    assert_eq!(v.statuses[0].remaining, 99);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn an_enforced_over_limit_status_refuses_with_the_backend_reset_as_retry_after() {
     let cfg = config();
     let p = plan(&cfg, &[("x-api-key", "k-9")]);
@@ -280,32 +299,156 @@ fn an_enforced_over_limit_status_refuses_with_the_backend_reset_as_retry_after()
     assert_eq!(v.retry_after_ns(), Some(12 * NANOS_PER_SEC));
 }
 
-#[wasm_bindgen_test(unsupported = test)]
-fn backend_failure_follows_the_failure_mode() {
-    let store = MemoryStore::new();
-    let local = config();
-    local.prepare_store(&store).unwrap();
-    let p = plan(&local, &[("x-api-key", "k")]);
-    let admitted: Vec<bool> = (0..5)
-        .map(|_| on_failure(&local, &store, &p, NOW).unwrap().admitted)
-        .collect();
-    assert_eq!(
-        admitted,
-        [true, true, true, false, false],
-        "local limits take over"
-    );
+fn failure_mode(mode: &str) -> RateLimitConfig {
+    RateLimitConfig::from_value(json!({
+        "distributed": {"cluster": "rls", "domain": "edge", "failure_mode": mode},
+        "limits": [{"name": "l", "requests": 1, "per": "minute"}]
+    }))
+    .unwrap()
+}
 
-    let mode = |m: &str| {
-        RateLimitConfig::from_value(json!({
-            "distributed": {"cluster": "rls", "domain": "edge", "failure_mode": m},
-            "limits": [{"name": "l", "requests": 1, "per": "minute"}]
-        }))
-        .unwrap()
+fn failed() -> Result<RlsResponse, BackendError> {
+    Err(BackendError::Status(14))
+}
+
+const MS: u64 = 1_000_000;
+
+fn end(grpc_status: u32, size: usize, message: Option<&[u8]>, elapsed_ns: u64) -> CallEnd<'_> {
+    CallEnd {
+        grpc_status,
+        size,
+        message,
+        elapsed_ns,
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_call_outcome_reads_as_an_answer_or_a_typed_failure() {
+    let answer = read_answer(20, &end(GRPC_OK, 2, Some(&[0x08, 0x02]), 3 * MS)).unwrap();
+    assert_eq!(answer.overall, RlsCode::OverLimit);
+    // An OK call with an empty message is a valid, all-default response.
+    let empty = read_answer(20, &end(GRPC_OK, 0, None, MS)).unwrap();
+    assert_eq!(empty.overall, RlsCode::Unknown);
+    // A message cut short, or too long to read, is never decoded.
+    assert_eq!(
+        read_answer(20, &end(GRPC_OK, 4, Some(&[0x08, 0x02]), MS)),
+        Err(BackendError::Size(4))
+    );
+    let huge = MAX_RESPONSE_BYTES + 1;
+    assert_eq!(
+        read_answer(20, &end(GRPC_OK, huge, None, MS)),
+        Err(BackendError::Size(huge))
+    );
+    assert!(matches!(
+        read_answer(20, &end(GRPC_OK, 3, Some(&[0x12, 0x05, 0x08]), MS)),
+        Err(BackendError::Malformed(_))
+    ));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_failure_at_the_timeout_is_a_timeout_and_an_early_one_is_not() {
+    // A refused connection fails fast with UNAVAILABLE.
+    let refused = read_answer(200, &end(14, 0, None, 2 * MS)).unwrap_err();
+    assert_eq!(refused, BackendError::Status(14));
+    assert!(!refused.is_timeout());
+    // Envoy reports its own timeout with the same UNAVAILABLE, at the timeout. Its timer counts
+    // from the event loop's cached start time, so it may fire a little before the filter's own
+    // clock says the timeout has passed: a tenth of the timeout (at least 2 ms) of slack.
+    for elapsed in [180 * MS, 199 * MS + 1, 200 * MS, 5_000 * MS] {
+        let e = read_answer(200, &end(14, 0, None, elapsed)).unwrap_err();
+        assert_eq!(e, BackendError::Timeout, "{elapsed}");
+        assert!(e.is_timeout());
+    }
+    assert!(!read_answer(200, &end(14, 0, None, 179 * MS))
+        .unwrap_err()
+        .is_timeout());
+    assert!(read_answer(20, &end(14, 0, None, 18 * MS))
+        .unwrap_err()
+        .is_timeout());
+    assert!(!read_answer(20, &end(14, 0, None, 17 * MS))
+        .unwrap_err()
+        .is_timeout());
+    // DEADLINE_EXCEEDED is a timeout whenever it comes; OK is an answer even if slow.
+    assert!(read_answer(200, &end(GRPC_DEADLINE_EXCEEDED, 0, None, MS))
+        .unwrap_err()
+        .is_timeout());
+    assert!(read_answer(200, &end(GRPC_OK, 0, None, 300 * MS)).is_ok());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_backend_answer_is_acted_on_whatever_the_failure_mode() {
+    for mode in ["open", "closed", "local"] {
+        let cfg = failure_mode(mode);
+        let p = plan(&cfg, &[]);
+        let over = read_answer(20, &end(GRPC_OK, 2, Some(&[0x08, 0x02]), MS));
+        match decide(&cfg, &p, &over) {
+            Decision::Act(v) => assert!(v.is_limited(), "{mode}"),
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn open_admits_when_the_backend_fails() {
+    let cfg = failure_mode("open");
+    let p = plan(&cfg, &[]);
+    for err in [
+        failed(),
+        Err(BackendError::Timeout),
+        Err(BackendError::Dispatch),
+    ] {
+        assert_eq!(decide(&cfg, &p, &err), Decision::Act(Verdict::unlimited()));
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn closed_refuses_with_a_503_json_error_unless_only_shadow_limits_apply() {
+    let cfg = failure_mode("closed");
+    let p = plan(&cfg, &[]);
+    let Decision::Unavailable(reply) = decide(&cfg, &p, &failed()) else {
+        panic!("closed must refuse");
     };
-    let open = mode("open");
-    let p = plan(&open, &[]);
-    assert!((0..3).all(|_| on_failure(&open, &store, &p, NOW).unwrap().admitted));
-    let closed = mode("closed");
-    let p = plan(&closed, &[]);
-    assert!(on_failure(&closed, &store, &p, NOW).unwrap().is_limited());
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error, "rate_limit_unavailable");
+    let body: serde_json::Value = serde_json::from_slice(&reply.body(Some("r-1"))).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "rate_limit_unavailable", "status": 503, "request_id": "r-1",
+               "message": "the rate-limit service is unavailable"})
+    );
+    let shadow = RateLimitConfig::from_value(json!({
+        "distributed": {"cluster": "rls", "domain": "edge", "failure_mode": "closed"},
+        "limits": [{"name": "l", "requests": 1, "per": "minute", "shadow": true}]
+    }))
+    .unwrap();
+    let p = plan(&shadow, &[]);
+    assert_eq!(
+        decide(&shadow, &p, &failed()),
+        Decision::Act(Verdict::unlimited())
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn local_falls_back_to_the_local_limits() {
+    let store = MemoryStore::new();
+    let cfg = config();
+    cfg.prepare_store(&store).unwrap();
+    let p = plan(&cfg, &[("x-api-key", "k")]);
+    assert_eq!(
+        decide(&cfg, &p, &Err(BackendError::Timeout)),
+        Decision::DecideLocally
+    );
+    // What the filter then does: the local limits (3 per minute) decide, exactly.
+    let admitted: Vec<bool> = (0..5)
+        .map(|_| cfg.check(&store, &p, NOW).unwrap().admitted)
+        .collect();
+    assert_eq!(admitted, [true, true, true, false, false]);
+    // `local` is the default.
+    let default = RateLimitConfig::from_value(json!({
+        "distributed": {"cluster": "rls", "domain": "edge"},
+        "limits": [{"name": "l", "requests": 1, "per": "minute"}]
+    }))
+    .unwrap();
+    let p = plan(&default, &[]);
+    assert_eq!(decide(&default, &p, &failed()), Decision::DecideLocally);
 }

@@ -193,6 +193,18 @@ def test_key_rotation_new_kid_accepted_without_restart(token_envoy, jwks, keyset
     assert e.counter("palisade_token_jwks_unknown_kid_refetch_total") >= 1
 
 
+def test_keys_found_through_openid_discovery(envoy, jwks, keyset):
+    # The issuer's /.well-known/openid-configuration names the JWKS; both come through the cluster.
+    disco = provider(jwks_uri=None, discovery={"cluster": "jwks_server"})
+    del disco["jwks_uri"]
+    e = envoy("token-auth.yaml", config([disco]), clusters={"jwks_server": jwks.port}, concurrency=2)
+    assert wait_until(lambda: e.counter("palisade_token_jwks_fetch_success_total") >= 1), e.logs()[-2000:]
+    r = e.get("/", headers=bearer(keyset["EdDSA"].token({"sub": "discovered"})))
+    assert r.status == 200, r.body
+    assert r.json()["headers"]["x-palisade-claim-sub"] == "discovered"
+    assert jwks.requests >= 2, "the discovery document, then the JWKS it names"
+
+
 def test_jwks_down_at_start_answers_503_then_recovers(envoy, keyset):
     port = harness.free_port()  # nothing listens there yet
     e = envoy("token-auth.yaml", config(), clusters={"jwks_server": port}, concurrency=2)

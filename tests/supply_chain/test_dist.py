@@ -66,6 +66,23 @@ def test_fresh_dist_verifies_and_holds_everything(built):
 
 
 @pytest.mark.parametrize("name", FILTERS)
+def test_istio_manifests_are_pinned_by_image_digest(built, name):
+    import yaml
+
+    out, _, _ = built
+    digest = (out / "oci" / f"{name}.digest").read_text().strip()
+    assert digest.startswith("sha256:")
+    listed = [line.split("  ", 1)[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
+    assert f"istio/{name}.yaml" in listed, "the pinned manifests are covered by the signature"
+    spec = yaml.safe_load((out / "istio" / f"{name}.yaml").read_text())["spec"]
+    assert spec["url"] == f"oci://registry.example.com/palisade/{name}@{digest}"
+    assert spec["sha256"] == digest.split(":", 1)[1]
+    shipped = yaml.safe_load((ROOT / "envoy-config" / "istio" / f"{name}.yaml").read_text())["spec"]
+    assert spec["pluginConfig"] == shipped["pluginConfig"]
+    assert spec["pluginName"] == shipped["pluginName"]
+
+
+@pytest.mark.parametrize("name", FILTERS)
 def test_sbom_is_cyclonedx_of_the_filter(built, name):
     out, _, _ = built
     sbom = json.loads((out / f"palisade_{name.replace('-', '_')}.cdx.json").read_text())

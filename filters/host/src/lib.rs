@@ -233,6 +233,38 @@ pub fn http_call_response_body(size: usize, max: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Starts a unary gRPC call to an Envoy cluster (which must speak HTTP/2); the answer arrives in
+/// `on_grpc_call_response`.
+pub fn grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    match hostcalls::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout) {
+        Ok(token) => Some(token),
+        Err(status) => {
+            warn!("palisade: cannot call {service}/{method} on cluster '{cluster}': {status:?}");
+            None
+        }
+    }
+}
+
+/// The message of a gRPC call's answer (inside `on_grpc_call_response`), up to `max` bytes.
+pub fn grpc_call_response_body(size: usize, max: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size.min(max))
+        .ok()
+        .flatten()
+}
+
+/// Resumes a request paused in `on_http_request_headers`.
+pub fn resume_request() {
+    if let Err(status) = hostcalls::resume_http_request() {
+        error!("palisade: cannot resume the request: {status:?}");
+    }
+}
+
 /// The request body received so far (inside `on_http_request_body`).
 pub fn request_body(start: usize, size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, start, size)

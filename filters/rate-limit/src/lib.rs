@@ -4,17 +4,23 @@
 //! for an exact verdict over proxy-wasm shared data (one state for all Envoy workers), then refuse
 //! (429 + headers), mark (shadow mode) or pass. Response: add the RateLimit headers to admitted
 //! responses when configured, and feed the status to the auth-failure throttles.
+//!
+//! Distributed mode (`distributed` in the config): instead of the local limits, the request is
+//! paused while the RLS backend is asked over gRPC (`ShouldRateLimit`); its answer, or its failure
+//! read through `failure_mode` (core: [`rls::decide`]), gives the verdict acted on as above.
 
 use log::warn;
 use palisade::matcher::Request;
 use palisade::metrics::Counter;
 use palisade::ratelimit::headers::shadow_mark;
+use palisade::ratelimit::rls::{self, BackendError, Decision};
 use palisade::ratelimit::store::{CasStore, StoreError, Versioned};
-use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts};
+use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use palisade_host::{self as host, HostCounter, SharedWriteError};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
+use std::time::Duration;
 
 const FILTER: &str = "rate_limit";
 
@@ -50,6 +56,8 @@ struct Metrics {
     auth_failures: HostCounter,
     auth_blocks_started: HostCounter,
     store_errors: HostCounter,
+    backend_errors: HostCounter,
+    backend_timeouts: HostCounter,
 }
 
 impl Metrics {
@@ -64,7 +72,17 @@ impl Metrics {
             auth_failures: c("auth_failures"),
             auth_blocks_started: c("auth_blocks_started"),
             store_errors: c("store_errors"),
+            backend_errors: c("backend_errors"),
+            backend_timeouts: c("backend_timeouts"),
         }
+    }
+
+    fn backend_failed(&self, e: &BackendError) {
+        self.backend_errors.inc();
+        if e.is_timeout() {
+            self.backend_timeouts.inc();
+        }
+        warn!("palisade {FILTER}: rate-limit service failed: {e}");
     }
 
     fn outcome(&self, outcome: Outcome) -> HostCounter {
@@ -105,6 +123,7 @@ impl RootContext for Root {
             config: self.config.clone()?,
             metrics: self.metrics?,
             plan: None,
+            pending: None,
             response_headers: Vec::new(),
         }))
     }
@@ -119,11 +138,82 @@ struct Filter {
     metrics: Metrics,
     /// Kept for the response when it has auth-failure throttles.
     plan: Option<Plan>,
+    /// The plan of a request paused while the RLS backend is asked, and when it was asked.
+    pending: Option<(Plan, u64)>,
     /// RateLimit headers for an admitted response.
     response_headers: Vec<(String, String)>,
 }
 
-impl Context for Filter {}
+impl Filter {
+    /// The local limits' verdict (local mode, and the `local` failure mode).
+    fn local_verdict(&self, plan: &Plan) -> Verdict {
+        match self.config.check(&SharedData, plan, host::now_nanos()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                warn!("palisade {FILTER}: limit state unavailable: {e}");
+                self.config.verdict_on_store_error(plan)
+            }
+        }
+    }
+
+    /// Acts on the backend's answer (or failure); `Continue` when the request may go on.
+    fn decide_distributed(
+        &mut self,
+        plan: Plan,
+        answer: Result<rls::RlsResponse, BackendError>,
+    ) -> Action {
+        if let Err(e) = &answer {
+            self.metrics.backend_failed(e);
+        }
+        let verdict = match rls::decide(&self.config, &plan, &answer) {
+            Decision::Act(v) => v,
+            Decision::DecideLocally => self.local_verdict(&plan),
+            Decision::Unavailable(reply) => {
+                host::send_error(&reply, &[]);
+                return Action::Pause;
+            }
+        };
+        self.act(plan, &verdict)
+    }
+
+    /// Refuses (429 + headers), or marks and passes the request; the same for every mode.
+    fn act(&mut self, plan: Plan, verdict: &Verdict) -> Action {
+        let config = Rc::clone(&self.config);
+        self.metrics.outcome(verdict.outcome()).inc();
+        if verdict.is_limited() {
+            host::send_error(&config.rejection(&plan, verdict), &[]);
+            return Action::Pause;
+        }
+        if let Some((name, value)) = shadow_mark(verdict) {
+            host::set_request_header(name, &value);
+        }
+        self.response_headers = config.allowed_headers(&plan, verdict);
+        if !plan.throttles.is_empty() {
+            self.plan = Some(plan);
+        }
+        Action::Continue
+    }
+}
+
+impl Context for Filter {
+    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
+        let (Some((plan, asked)), Some(d)) = (self.pending.take(), &self.config.distributed) else {
+            return;
+        };
+        let message = host::grpc_call_response_body(response_size, rls::MAX_RESPONSE_BYTES);
+        let end = rls::CallEnd {
+            grpc_status: status_code,
+            size: response_size,
+            message: message.as_deref(),
+            elapsed_ns: host::now_nanos().saturating_sub(asked),
+        };
+        let answer = rls::read_answer(d.timeout_ms, &end);
+        if self.decide_distributed(plan, answer) == Action::Continue {
+            host::resume_request();
+        }
+    }
+}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -166,27 +256,18 @@ impl HttpContext for Filter {
             }
         }
 
-        let verdict = match config.check(&SharedData, &plan, now) {
-            Ok(v) => v,
-            Err(e) => {
-                self.metrics.store_errors.inc();
-                warn!("palisade {FILTER}: limit state unavailable: {e}");
-                config.verdict_on_store_error(&plan)
-            }
-        };
-        self.metrics.outcome(verdict.outcome()).inc();
-        if verdict.is_limited() {
-            host::send_error(&config.rejection(&plan, &verdict), &[]);
-            return Action::Pause;
+        if let (Some(d), Some(message)) = (&config.distributed, rls::request_for(&config, &plan)) {
+            let timeout = Duration::from_millis(u64::from(d.timeout_ms));
+            return match host::grpc_call(&d.cluster, rls::SERVICE, rls::METHOD, &message, timeout) {
+                Some(_) => {
+                    self.pending = Some((plan, now));
+                    Action::Pause
+                }
+                None => self.decide_distributed(plan, Err(BackendError::Dispatch)),
+            };
         }
-        if let Some((name, value)) = shadow_mark(&verdict) {
-            host::set_request_header(name, &value);
-        }
-        self.response_headers = config.allowed_headers(&plan, &verdict);
-        if !plan.throttles.is_empty() {
-            self.plan = Some(plan);
-        }
-        Action::Continue
+        let verdict = self.local_verdict(&plan);
+        self.act(plan, &verdict)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

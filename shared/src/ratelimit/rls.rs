@@ -25,8 +25,8 @@ use super::config::{FailureMode, Plan, RateLimitConfig};
 use super::gcra::{Period, NANOS_PER_SEC};
 use super::key::KeyValue;
 use super::limiter::{LimitStatus, Verdict};
-use super::store::{CasStore, StoreError};
 use crate::proto::{fields, put_bytes, put_uint, put_varint, Malformed, Value};
+use crate::response::ErrorResponse;
 
 /// The gRPC service and method the filter calls.
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -306,7 +306,9 @@ pub fn decode_response(buf: &[u8]) -> Result<RlsResponse, RlsError> {
 
 /// The verdict for a plan from the backend's answer, so headers and metrics work as for local
 /// limits. Statuses are matched to the plan's limits by position; a shadow limit's refusal does
-/// not refuse the request. Without per-descriptor statuses, the overall code decides.
+/// not refuse the request. Without per-descriptor statuses, the overall code decides. An OK
+/// status without `current_limit` means the backend has no limit for that descriptor: it gives
+/// no quota figures (no `r=0` for a limit that does not exist).
 pub fn verdict(cfg: &RateLimitConfig, plan: &Plan, resp: &RlsResponse) -> Verdict {
     if resp.statuses.len() != plan.checks.len() {
         return Verdict {
@@ -318,6 +320,7 @@ pub fn verdict(cfg: &RateLimitConfig, plan: &Plan, resp: &RlsResponse) -> Verdic
         .checks
         .iter()
         .zip(&resp.statuses)
+        .filter(|(_, status)| status.code == RlsCode::OverLimit || status.current_limit.is_some())
         .filter_map(|(check, status)| {
             let limit = cfg.limits().get(check.limit)?;
             let allowed = status.code != RlsCode::OverLimit;
@@ -347,27 +350,127 @@ pub fn verdict(cfg: &RateLimitConfig, plan: &Plan, resp: &RlsResponse) -> Verdic
     Verdict { admitted, statuses }
 }
 
-/// The verdict when the backend failed or timed out, per `distributed.failure_mode`: admit,
-/// refuse, or decide with the local limits (which can itself fail on the store).
-pub fn on_failure<S: CasStore + ?Sized>(
+/// gRPC status codes the filter tells apart (`on_grpc_call_response`'s `status_code`).
+pub const GRPC_OK: u32 = 0;
+pub const GRPC_DEADLINE_EXCEEDED: u32 = 4;
+/// The largest answer the filter reads; a longer one is a malformed answer.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The status of the reply when the backend failed and `failure_mode` is `closed`.
+pub const UNAVAILABLE_STATUS: u32 = 503;
+/// The `error` code of that reply.
+pub const UNAVAILABLE_ERROR: &str = "rate_limit_unavailable";
+
+/// Why the backend gave no answer to act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The host refused to start the call (e.g. an unknown cluster).
+    #[error("the call could not be started")]
+    Dispatch,
+    /// No answer within `distributed.timeout_ms`.
+    #[error("no answer within the timeout")]
+    Timeout,
+    /// The call ended with a gRPC status other than OK (14: the backend is unreachable).
+    #[error("the call failed with gRPC status {0}")]
+    Status(u32),
+    #[error("unreadable answer: {0}")]
+    Malformed(#[from] RlsError),
+    /// The answer is longer than [`MAX_RESPONSE_BYTES`], or shorter than announced.
+    #[error("an answer of {0} bytes was not read")]
+    Size(usize),
+}
+
+impl BackendError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, BackendError::Timeout)
+    }
+}
+
+/// How a call ended, as the host reported it (`on_grpc_call_response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEnd<'a> {
+    pub grpc_status: u32,
+    /// The announced size of the response message.
+    pub size: usize,
+    /// The message as read from the host, at most [`MAX_RESPONSE_BYTES`] (`None`: nothing).
+    pub message: Option<&'a [u8]>,
+    /// Time from dispatching the call to its end, in nanoseconds.
+    pub elapsed_ns: u64,
+}
+
+/// Reads the end of a call made with a timeout of `timeout_ms`. A message longer than
+/// [`MAX_RESPONSE_BYTES`] (or shorter than announced) is an error, never a truncated message that
+/// could still decode. Envoy ends a timed-out call with UNAVAILABLE (14), like a refused
+/// connection: a failure is a timeout when it came with DEADLINE_EXCEEDED or after the timeout.
+pub fn read_answer(timeout_ms: u32, end: &CallEnd<'_>) -> Result<RlsResponse, BackendError> {
+    match end.grpc_status {
+        GRPC_OK => {
+            let message = end.message.unwrap_or_default();
+            if end.size > MAX_RESPONSE_BYTES || message.len() != end.size {
+                return Err(BackendError::Size(end.size));
+            }
+            Ok(decode_response(message)?)
+        }
+        GRPC_DEADLINE_EXCEEDED => Err(BackendError::Timeout),
+        // Envoy's timer counts from its event loop's cached start time, which can be a little
+        // before the filter read the clock when it sent the call: a tenth of the timeout (at
+        // least 2 ms) of slack. A refused connection on the way fails far sooner than that.
+        _ if end.elapsed_ns.saturating_add(timeout_slack_ns(timeout_ms))
+            >= u64::from(timeout_ms) * 1_000_000 =>
+        {
+            Err(BackendError::Timeout)
+        }
+        other => Err(BackendError::Status(other)),
+    }
+}
+
+fn timeout_slack_ns(timeout_ms: u32) -> u64 {
+    (u64::from(timeout_ms) * 100_000).max(2_000_000)
+}
+
+/// What the filter does with a request once the backend answered or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Act on this verdict exactly as on a local one: refuse with
+    /// [`RateLimitConfig::rejection`] when it is limited, otherwise pass (shadow mark, headers).
+    Act(Verdict),
+    /// The backend failed and `failure_mode` is `local`: decide with the local limits
+    /// ([`RateLimitConfig::check`], and its store-error policy).
+    DecideLocally,
+    /// The backend failed and `failure_mode` is `closed`: refuse with this reply.
+    Unavailable(ErrorResponse),
+}
+
+/// The reply for `failure_mode: closed` when the backend failed: 503 with the JSON error body.
+pub fn unavailable_response() -> ErrorResponse {
+    ErrorResponse::new(
+        UNAVAILABLE_STATUS,
+        UNAVAILABLE_ERROR,
+        "the rate-limit service is unavailable",
+    )
+}
+
+/// The decision for a plan from the backend's answer, or from its failure per
+/// `distributed.failure_mode`: `open` admits, `closed` refuses with [`unavailable_response`]
+/// (a plan of only shadow limits is admitted), `local` decides with the local limits.
+pub fn decide(
     cfg: &RateLimitConfig,
-    store: &S,
     plan: &Plan,
-    now: u64,
-) -> Result<Verdict, StoreError> {
-    let mode = cfg
-        .distributed
-        .as_ref()
-        .map_or(FailureMode::Local, |d| d.failure_mode);
+    answer: &Result<RlsResponse, BackendError>,
+) -> Decision {
+    let mode = match answer {
+        Ok(resp) => return Decision::Act(verdict(cfg, plan, resp)),
+        Err(_) => cfg
+            .distributed
+            .as_ref()
+            .map_or(FailureMode::Local, |d| d.failure_mode),
+    };
     match mode {
-        FailureMode::Open => Ok(Verdict {
-            admitted: true,
-            statuses: Vec::new(),
-        }),
-        FailureMode::Closed => Ok(Verdict {
-            admitted: plan.checks.iter().all(|c| c.shadow),
-            statuses: Vec::new(),
-        }),
-        FailureMode::Local => cfg.check(store, plan, now),
+        FailureMode::Open => Decision::Act(Verdict::unlimited()),
+        FailureMode::Closed if plan.checks.iter().all(|c| c.shadow) => {
+            Decision::Act(Verdict::unlimited())
+        }
+        FailureMode::Closed => Decision::Unavailable(unavailable_response()),
+        FailureMode::Local => Decision::DecideLocally,
     }
 }
