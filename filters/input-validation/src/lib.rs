@@ -6,7 +6,6 @@
 //! bodies. In report-only mode, problems are logged and counted and the request passes.
 
 use log::{info, warn};
-use palisade::matcher::Request;
 use palisade::metrics::Counter;
 use palisade::validation::{
     BodyBuffer, BodyKind, OnFailure, Policy, RequestHead, Scrubbed, ValidationConfig, Verdict,
@@ -136,26 +135,12 @@ impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.metrics.checked.inc();
         let config = Rc::clone(&self.config);
-        let headers = host::request_headers();
-        let route_name = if config.rules().needs_route_name() {
-            host::route_name()
-        } else {
-            None
-        };
-        let method = host::find(&headers, ":method").unwrap_or("");
-        let path = host::find(&headers, ":path").unwrap_or("/");
-        let request = Request {
-            authority: host::find(&headers, ":authority").unwrap_or(""),
-            path,
-            method,
-            route_name: route_name.as_deref(),
-            headers: &headers,
-        };
-        self.rule = config.rules().select_index(&request);
+        let req = host::RequestHeaders::read(true, config.rules().needs_route_name());
+        self.rule = config.rules().select_index(&req.request());
         let head = RequestHead {
-            method,
-            path,
-            headers: &headers,
+            method: req.get(":method").unwrap_or(""),
+            path: req.get(":path").unwrap_or("/"),
+            headers: &req.headers,
             has_body: !end_of_stream,
         };
         let policy = config.rules().policy_at(self.rule);

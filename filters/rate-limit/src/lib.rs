@@ -10,9 +10,9 @@
 //! read through `failure_mode` (core: [`rls::decide`]), gives the verdict acted on as above.
 
 use log::warn;
-use palisade::matcher::Request;
 use palisade::metrics::Counter;
 use palisade::ratelimit::headers::shadow_mark;
+use palisade::ratelimit::key::Reads;
 use palisade::ratelimit::rls::{self, BackendError, Decision};
 use palisade::ratelimit::store::{CasStore, StoreError, Versioned};
 use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
@@ -99,6 +99,7 @@ impl Metrics {
 struct Root {
     config: Option<Rc<RateLimitConfig>>,
     metrics: Option<Metrics>,
+    reads: Reads,
 }
 
 impl Context for Root {}
@@ -114,6 +115,7 @@ impl RootContext for Root {
             return false;
         }
         self.metrics.get_or_insert_with(Metrics::define);
+        self.reads = config.reads();
         self.config = Some(Rc::new(config));
         true
     }
@@ -122,6 +124,7 @@ impl RootContext for Root {
         Some(Box::new(Filter {
             config: self.config.clone()?,
             metrics: self.metrics?,
+            reads: self.reads,
             plan: None,
             pending: None,
             response_headers: Vec::new(),
@@ -136,6 +139,8 @@ impl RootContext for Root {
 struct Filter {
     config: Rc<RateLimitConfig>,
     metrics: Metrics,
+    /// What the config needs read from each request.
+    reads: Reads,
     /// Kept for the response when it has auth-failure throttles.
     plan: Option<Plan>,
     /// The plan of a request paused while the RLS backend is asked, and when it was asked.
@@ -218,20 +223,14 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let config = Rc::clone(&self.config);
-        let headers = host::request_headers();
-        let route_name = if config.needs_route_name() {
-            host::route_name()
+        // Only what this config can use: a global bucket reads nothing from the request.
+        let req = host::RequestHeaders::read(self.reads.headers, config.needs_route_name());
+        let downstream = if self.reads.peer {
+            host::property(&["source", "address"])
         } else {
             None
         };
-        let downstream = host::property(&["source", "address"]);
-        let request = Request {
-            authority: host::find(&headers, ":authority").unwrap_or(""),
-            path: host::find(&headers, ":path").unwrap_or("/"),
-            method: host::find(&headers, ":method").unwrap_or(""),
-            route_name: route_name.as_deref(),
-            headers: &headers,
-        };
+        let request = req.request();
         let plan = config.plan(&RequestFacts {
             request: &request,
             downstream: downstream.as_deref(),

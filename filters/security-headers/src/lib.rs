@@ -4,7 +4,6 @@
 //! headers, remove leaking ones, harden every `Set-Cookie`. All decisions are in
 //! `palisade::security_headers`; this crate reads what Envoy gives it and applies the answer.
 
-use palisade::matcher::Request;
 use palisade::metrics::Counter;
 use palisade::security_headers::{
     HeaderSink, Policy, RequestAction, RequestFacts, SecurityHeaders, FILTER,
@@ -105,33 +104,22 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = host::request_headers();
-        let facts = RequestFacts {
-            scheme: host::find(&headers, ":scheme"),
-            forwarded_proto: host::find(&headers, "x-forwarded-proto"),
-            authority: host::find(&headers, ":authority").unwrap_or(""),
-            path: host::find(&headers, ":path").unwrap_or("/"),
-            method: host::find(&headers, ":method").unwrap_or(""),
-        };
         let rules = &self.state.0.rules;
-        let route_name = if rules.needs_route_name() {
-            host::route_name()
-        } else {
-            None
+        let req = host::RequestHeaders::read(true, rules.needs_route_name());
+        let facts = RequestFacts {
+            scheme: req.get(":scheme"),
+            forwarded_proto: req.get("x-forwarded-proto"),
+            authority: req.get(":authority").unwrap_or(""),
+            path: req.get(":path").unwrap_or("/"),
+            method: req.get(":method").unwrap_or(""),
         };
-        let request = Request {
-            authority: facts.authority,
-            path: facts.path,
-            method: facts.method,
-            route_name: route_name.as_deref(),
-            headers: &headers,
-        };
+        let request = req.request();
         self.rule = rules.select_index(&request);
         let policy = rules.policy_at(self.rule);
         self.https = policy.is_https(&facts);
         let metrics = &self.state.1;
 
-        for name in policy.headers_to_strip(&headers) {
+        for name in policy.headers_to_strip(&req.headers) {
             host::remove_request_header(name);
             metrics.request_headers_stripped.inc();
         }

@@ -12,7 +12,6 @@
 mod keys;
 
 use log::{info, warn};
-use palisade::matcher::Request;
 use palisade::metrics::Counter;
 use palisade::token::remote::{parse_discovery, Endpoint, FetchSchedule, RemoteKeys};
 use palisade::token::{
@@ -411,7 +410,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Filter {
             state: self.state.clone()?,
-            headers: Vec::new(),
+            req: host::RequestHeaders::default(),
             rule: None,
             paused: false,
             refetched: false,
@@ -426,7 +425,7 @@ impl RootContext for Root {
 
 struct Filter {
     state: Rc<State>,
-    headers: Vec<(String, String)>,
+    req: host::RequestHeaders,
     rule: Option<usize>,
     paused: bool,
     /// This request already waited for one unknown-`kid` refetch.
@@ -448,12 +447,12 @@ impl Filter {
             }
         }
 
-        let method = host::find(&self.headers, ":method").unwrap_or("");
-        let path = host::find(&self.headers, ":path").unwrap_or("/");
+        let method = self.req.get(":method").unwrap_or("");
+        let path = self.req.get(":path").unwrap_or("/");
         let request = TokenRequest {
             method,
             path,
-            headers: &self.headers,
+            headers: &self.req.headers,
         };
         let uri_sans = if requirement.peers.is_some() {
             peer_uri_sans()
@@ -540,12 +539,12 @@ impl Filter {
             match location {
                 TokenLocation::Header(name) => host::remove_request_header(&name),
                 TokenLocation::Query(name) => {
-                    if let Some(path) = host::find(&self.headers, ":path") {
+                    if let Some(path) = self.req.get(":path") {
                         host::set_request_header(":path", &strip_query_param(path, &name));
                     }
                 }
                 TokenLocation::Cookie(name) => {
-                    if let Some(cookies) = host::find(&self.headers, "cookie") {
+                    if let Some(cookies) = self.req.get("cookie") {
                         match strip_cookie(cookies, &name) {
                             Some(rest) => host::set_request_header("cookie", &rest),
                             None => host::remove_request_header("cookie"),
@@ -587,27 +586,16 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let config = &self.state.config;
+        self.req = host::RequestHeaders::read(true, config.rules().needs_route_name());
         // Claim headers only ever come from this filter, after verification.
-        for name in config.claim_header_names() {
+        let names = config.claim_header_names();
+        for name in &names {
             host::remove_request_header(name);
         }
-        self.headers = host::request_headers();
-        let names = config.claim_header_names();
-        self.headers
+        self.req
+            .headers
             .retain(|(k, _)| !names.iter().any(|n| k.eq_ignore_ascii_case(n)));
-        let route_name = if config.rules().needs_route_name() {
-            host::route_name()
-        } else {
-            None
-        };
-        let request = Request {
-            authority: host::find(&self.headers, ":authority").unwrap_or(""),
-            path: host::find(&self.headers, ":path").unwrap_or("/"),
-            method: host::find(&self.headers, ":method").unwrap_or(""),
-            route_name: route_name.as_deref(),
-            headers: &self.headers,
-        };
-        self.rule = config.rules().select_index(&request);
+        self.rule = config.rules().select_index(&self.req.request());
         self.decide()
     }
 }

@@ -28,7 +28,7 @@
 use super::auth_failure::{self, AuthThrottle, Recorded};
 use super::gcra::{Period, Rate, RateError, NANOS_PER_SEC};
 use super::headers;
-use super::key::{Key, KeySpec, KeyValue, MissingKey, RequestFacts};
+use super::key::{Key, KeySpec, KeyValue, MissingKey, Reads, RequestFacts};
 use super::limiter::{self, CheckItem, Limit, Verdict};
 use super::state::{Table, WhenFull};
 use super::store::{ensure_keys, CasStore, StoreError};
@@ -558,6 +558,21 @@ impl RateLimitConfig {
     /// The name of the plan's first matching rule.
     pub fn rule_name(&self, plan: &Plan) -> Option<&str> {
         self.rules.rule_name(plan.rule)
+    }
+
+    /// What the filter must read from the host for each request: the request headers only when
+    /// route rules or a key need them, the peer address only when a key is the client address.
+    pub fn reads(&self) -> Reads {
+        let keys = self
+            .limits
+            .iter()
+            .map(|l| &l.key)
+            .chain(self.throttles.iter().map(|t| &t.key));
+        let rules = Reads {
+            headers: !self.rules.rules().is_empty(),
+            peer: false,
+        };
+        keys.fold(rules, |r, key| r | key.reads(&self.client_ip))
     }
 
     /// Creates every store key the configuration uses, so that every later write is a real
