@@ -123,6 +123,26 @@ pub fn merge(base: &mut Value, overlay: Value) {
     }
 }
 
+/// Whether `name` is an HTTP field name: an RFC 9110 token (any case).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header name from the config, lower-cased; the error names the field at `path`.
+pub fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    if is_header_name(name) {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(ConfigError::field(
+            path,
+            format!("'{name}' is not a header name"),
+        ))
+    }
+}
+
 /// A duration in seconds that must be positive, for fields such as `max_age` or `interval`.
 pub fn positive_secs(path: &str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {

@@ -193,21 +193,6 @@ pub struct RequestFacts<'a> {
     pub client_ip: &'a ClientIpConfig,
 }
 
-fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(ConfigError::field(
-            path,
-            format!("'{name}' is not a valid header name"),
-        ))
-    }
-}
-
 fn check_non_empty(path: &str, value: &str) -> Result<String, ConfigError> {
     if value.is_empty() {
         Err(ConfigError::field(path, "cannot be empty"))
@@ -239,7 +224,7 @@ impl Key {
             });
         }
         if let Some(h) = &spec.header {
-            parts.push(Part::Header(check_header_name(
+            parts.push(Part::Header(crate::config::header_name(
                 &format!("{path}.header"),
                 h,
             )?));
@@ -253,7 +238,7 @@ impl Key {
         if let Some(c) = &spec.claim {
             let at = format!("{path}.claim");
             let claim = check_non_empty(&at, c)?;
-            let header = check_header_name(&at, &format!("{CLAIM_HEADER_PREFIX}{claim}"))?;
+            let header = crate::config::header_name(&at, &format!("{CLAIM_HEADER_PREFIX}{claim}"))?;
             parts.push(Part::Claim { claim, header });
         }
         if spec.path {

@@ -10,7 +10,7 @@ pub mod config;
 pub mod cookie;
 pub mod preset;
 
-use crate::config::{from_value, ConfigError};
+use crate::config::{from_value, is_header_name, ConfigError};
 use crate::matcher::RouteMatch;
 use crate::response::ErrorResponse;
 use crate::rules::RuleSet;
@@ -171,7 +171,7 @@ impl Policy {
         for (name, setting) in &raw.headers {
             let at = format!("headers.{name}");
             let lname = name.to_ascii_lowercase();
-            if !is_token(&lname) {
+            if !is_header_name(&lname) {
                 return Err(ConfigError::field(at, "is not a valid header name"));
             }
             if let Some((_, hint)) = DEDICATED.iter().find(|(n, _)| *n == lname) {
@@ -291,7 +291,7 @@ impl Policy {
         }
         for (i, name) in removal.names.iter().enumerate() {
             let lname = name.to_ascii_lowercase();
-            if !is_token(&lname) {
+            if !is_header_name(&lname) {
                 return Err(ConfigError::field(
                     format!("remove_response_headers.names[{i}]"),
                     "is not a valid header name",
@@ -360,7 +360,7 @@ impl Policy {
             .map(|p| p.to_ascii_lowercase())
             .collect();
         for (i, n) in strip_names.iter().enumerate() {
-            if n.starts_with(':') || n == "host" || !is_token(n) {
+            if n.starts_with(':') || n == "host" || !is_header_name(n) {
                 return Err(ConfigError::field(
                     format!("strip_request_headers.names[{i}]"),
                     format!("'{n}' cannot be stripped"),
@@ -631,13 +631,6 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len()
         && s.is_char_boundary(prefix.len())
         && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// RFC 9110 token characters (header names).
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_value(path: &str, value: &str) -> Result<(), ConfigError> {

@@ -84,13 +84,7 @@ impl TokenSource {
         match (&spec.header, &spec.query, &spec.cookie) {
             (Some(h), None, None) => {
                 nonempty("header", h)?;
-                let name = h.to_ascii_lowercase();
-                if !super::headers::is_header_name(&name) {
-                    return Err(ConfigError::field(
-                        format!("{path}.header"),
-                        format!("'{h}' is not a header name"),
-                    ));
-                }
+                let name = crate::config::header_name(&format!("{path}.header"), h)?;
                 Ok(TokenSource::Header {
                     name,
                     prefix: spec.prefix.clone().filter(|p| !p.is_empty()),

@@ -40,23 +40,9 @@ const RESERVED: [&str; 7] = [
     "cookie",
 ];
 
-/// Whether `name` (lower case) is an HTTP header field name (RFC 9110 token), not a pseudo-header.
-pub fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
-}
-
 /// Checks a header name from the config and returns it in lower case.
 pub fn compile_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
-    let lower = name.to_ascii_lowercase();
-    if !is_header_name(&lower) {
-        return Err(ConfigError::field(
-            path,
-            format!("'{name}' is not a header name"),
-        ));
-    }
+    let lower = crate::config::header_name(path, name)?;
     if RESERVED.contains(&lower.as_str()) || lower == "authorization" {
         return Err(ConfigError::field(
             path,

@@ -59,30 +59,18 @@ const NAMES: FieldRuleNames = FieldRuleNames {
     repeated: "repeated",
 };
 
-fn header_name(at: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(ConfigError::field(
-            at,
-            format!("'{name}' is not a header name"),
-        ))
-    }
-}
-
 impl HeaderRules {
     pub(crate) fn compile(at: &str, spec: &HeadersSpec) -> Result<Self, ConfigError> {
         let mut required = Vec::new();
         for (i, name) in spec.required.iter().enumerate() {
-            required.push(header_name(&format!("{at}.required[{i}]"), name)?);
+            required.push(crate::config::header_name(
+                &format!("{at}.required[{i}]"),
+                name,
+            )?);
         }
         let mut forbidden = Vec::new();
         for (i, name) in spec.forbidden.iter().enumerate() {
-            let name = header_name(&format!("{at}.forbidden[{i}]"), name)?;
+            let name = crate::config::header_name(&format!("{at}.forbidden[{i}]"), name)?;
             if required.contains(&name) {
                 return Err(ConfigError::field(
                     format!("{at}.forbidden[{i}]"),
@@ -94,7 +82,7 @@ impl HeaderRules {
         let mut fields = Vec::new();
         for (name, value) in &spec.fields {
             let field_at = format!("{at}.fields.{name}");
-            let lower = header_name(&field_at, name)?;
+            let lower = crate::config::header_name(&field_at, name)?;
             let rule = ParamRule::compile(&field_at, value.clone(), false)?;
             if rule.required && !required.contains(&lower) {
                 required.push(lower.clone());
