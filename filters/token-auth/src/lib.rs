@@ -140,6 +140,8 @@ enum Fetch {
 /// Everything one VM shares between its root and HTTP contexts.
 struct State {
     config: TokenConfig,
+    /// The headers verified claims go to: removed from every request first.
+    claim_headers: Vec<String>,
     keys: RefCell<KeyStore>,
     cache: RefCell<TokenCache>,
     remote: RefCell<Vec<Option<Remote>>>,
@@ -174,6 +176,11 @@ impl State {
             })
             .collect();
         State {
+            claim_headers: config
+                .claim_header_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             cache: RefCell::new(TokenCache::from_config(&config)),
             keys: RefCell::new(keys),
             remote: RefCell::new(remote),
@@ -588,8 +595,8 @@ impl HttpContext for Filter {
         let config = &self.state.config;
         self.req = host::RequestHeaders::read(true, config.rules().needs_route_name());
         // Claim headers only ever come from this filter, after verification.
-        let names = config.claim_header_names();
-        for name in &names {
+        let names = &self.state.claim_headers;
+        for name in names {
             host::remove_request_header(name);
         }
         self.req
