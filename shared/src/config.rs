@@ -142,12 +142,3 @@ pub fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
         ))
     }
 }
-
-/// A duration in seconds that must be positive, for fields such as `max_age` or `interval`.
-pub fn positive_secs(path: &str, value: u64) -> Result<u64, ConfigError> {
-    if value == 0 {
-        Err(ConfigError::field(path, "must be greater than 0"))
-    } else {
-        Ok(value)
-    }
-}

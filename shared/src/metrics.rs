@@ -20,11 +20,3 @@ pub trait Counter {
         self.add(1)
     }
 }
-
-/// A counter that counts nothing (for tests and for hosts without metrics).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoopCounter;
-
-impl Counter for NoopCounter {
-    fn add(&self, _delta: u64) {}
-}

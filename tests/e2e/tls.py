@@ -47,10 +47,7 @@ def add_https_listener(config, port):
     config["static_resources"]["listeners"].append(listener)
 
 
-def https_request(port, method="GET", path="/", headers=None):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+def _request(ctx, port, method, path, headers):
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
     try:
         conn.request(method, path, headers=headers or {})
@@ -59,6 +56,13 @@ def https_request(port, method="GET", path="/", headers=None):
         return harness.Response(resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data)
     finally:
         conn.close()
+
+
+def https_request(port, method="GET", path="/", headers=None):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return _request(ctx, port, method, path, headers)
 
 
 def _openssl(*args):
@@ -122,11 +126,4 @@ def mtls_request(port, ca_cert, client=None, method="GET", path="/", headers=Non
     ctx = ssl.create_default_context(cafile=ca_cert)
     if client:
         ctx.load_cert_chain(*client)
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-        return harness.Response(resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data)
-    finally:
-        conn.close()
+    return _request(ctx, port, method, path, headers)

@@ -507,11 +507,6 @@ impl Policy {
         })
     }
 
-    /// Whether any request header needs stripping (so the filter can skip the work).
-    pub fn strips_requests(&self) -> bool {
-        !self.strip_names.is_empty() || !self.strip_prefixes.is_empty()
-    }
-
     /// Hardens a response: `headers` are the response headers as the upstream sent them.
     pub fn harden_response(
         &self,
