@@ -6,8 +6,9 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip1
-# Every directory under filters/ except the shared host glue is a filter crate named palisade-<dir>.
-FILTERS     := $(filter-out host,$(notdir $(wildcard filters/*)))
+# Every cdylib crate under filters/ is a filter module named palisade-<dir> (host and stages are
+# the libraries they share).
+FILTERS     := $(notdir $(patsubst %/Cargo.toml,%,$(shell grep -l cdylib filters/*/Cargo.toml)))
 FILTER_PKGS := $(addprefix -p palisade-,$(FILTERS))
 # The wasm-bindgen test runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
@@ -88,7 +89,7 @@ fmt-check:
 
 lint: rust-targets
 	$(CARGO) clippy -p palisade-shared -p palisade-cli --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p palisade-host $(FILTER_PKGS) -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p palisade-host -p palisade-stages $(FILTER_PKGS) -- -D warnings
 
 unit:
 	$(CARGO) test -p palisade-shared

@@ -120,6 +120,7 @@ def native_headers_route():
 NOOP = "palisade_bench_noop.wasm"
 SH, RL, TA, IV = ("palisade_security_headers.wasm", "palisade_rate_limit.wasm",
                   "palisade_token_auth.wasm", "palisade_input_validation.wasm")
+CO = "palisade_combined.wasm"
 
 
 def entry(label, filters=(), wasm=(), route=None, script=None, upstream=False):
@@ -241,18 +242,24 @@ def chain_group():
     import tokens
     key = tokens.Key("ES256", "bench-chain")
     hot = key.token(lifetime=3600)
-    chain = [
-        wasm_filter("security_headers", SH, {"preset": "strict"}),
-        wasm_filter("rate_limit", RL, {"limits": [{"name": "per_client", "requests": 1_000_000_000, "per": "second"}]}),
-        wasm_filter("token_auth", TA, {"providers": [{"name": "bench", "issuer": tokens.ISSUER,
-                                                      "audiences": [tokens.AUDIENCE], "jwks": tokens.jwks(key)}]}),
-        wasm_filter("input_validation", IV, {"path": {"max_length": 2048}, "headers": {"max_count": 64}}),
-    ]
+    policies = {
+        "security_headers": {"preset": "strict"},
+        "rate_limit": {"limits": [{"name": "per_client", "requests": 1_000_000_000, "per": "second"}]},
+        "token_auth": {"providers": [{"name": "bench", "issuer": tokens.ISSUER,
+                                      "audiences": [tokens.AUDIENCE], "jwks": tokens.jwks(key)}]},
+        "input_validation": {"path": {"max_length": 2048}, "headers": {"max_count": 64}},
+    }
+    modules = dict(zip(policies, [SH, RL, TA, IV]))
+    chain = [wasm_filter(name, modules[name], cfg) for name, cfg in policies.items()]
+    # The same four configurations in one module and one VM.
+    combined = [wasm_filter("combined", CO, policies)]
     auth = lua_rotating_header("authorization", [f"Bearer {hot}"])
     return [
         entry("upstream only (router to a real upstream)", upstream=True, script=auth),
         entry("palisade chain of all four filters, real upstream", chain, [SH, RL, TA, IV], upstream=True, script=auth),
+        entry("palisade combined module (the same four policies, one VM), real upstream", combined, [CO], upstream=True, script=auth),
         entry("palisade chain of all four filters, direct response", chain, [SH, RL, TA, IV], script=auth),
+        entry("palisade combined module, direct response", combined, [CO], script=auth),
     ]
 
 

@@ -4,7 +4,7 @@
     scripts/dist.py build  --out dist --key <minisign.key> [--version 0.1.0]
     scripts/dist.py verify --out dist --pub <minisign.pub>
 
-`build` writes, per filter (every crate under filters/ but host):
+`build` writes, per filter module (every cdylib crate under filters/):
     palisade_<filter>.wasm            the module (from target/wasm32-wasip1/release/)
     palisade_<filter>.wasm.sha256     its SHA-256, `sha256sum -c` format
     palisade_<filter>.wasm.minisig    a detached minisign signature
@@ -43,7 +43,7 @@ UNSIGNED = {"SHA256SUMS", "SHA256SUMS.minisig"}
 
 
 def filters():
-    return sorted(p.name for p in (ROOT / "filters").iterdir() if (p / "Cargo.toml").is_file() and p.name != "host")
+    return sorted(p.name for p in (ROOT / "filters").iterdir() if (p / "Cargo.toml").is_file() and "cdylib" in (p / "Cargo.toml").read_text())
 
 
 def sha256(path: pathlib.Path) -> str:

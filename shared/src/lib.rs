@@ -7,6 +7,7 @@
 //! host gives them, ask this crate, and act on the answer.
 
 pub mod client_ip;
+pub mod combined;
 pub mod config;
 pub mod json;
 pub mod matcher;

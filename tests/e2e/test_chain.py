@@ -1,5 +1,7 @@
-"""End-to-end: all four filters chained as in envoy-config/palisade.yaml (what `make run` starts),
-two workers, in front of the demo upstream, which also serves the demo issuer's JWKS."""
+"""End-to-end: all four policies as in envoy-config/palisade.yaml (four chained filters, what `make
+run` starts) and as in envoy-config/combined.yaml (the same configuration in one module), two
+workers, in front of the demo upstream, which also serves the demo issuer's JWKS. Every test runs
+against both: the combined module must behave exactly as the chain."""
 
 import json
 import time
@@ -19,12 +21,12 @@ def hardened(r):
     assert r.header("server") is None and r.header("x-powered-by") is None
 
 
-@pytest.fixture
-def chain(envoy):
+@pytest.fixture(params=["palisade.yaml", "combined.yaml"])
+def chain(envoy, request):
     key = Key("RS256", "demo-1")
     upstream_mod.Handler.jwks = tokens.jwks(key)
     try:
-        e = envoy("palisade.yaml", concurrency=2)
+        e = envoy(request.param, concurrency=2)
         deadline = time.time() + 15
         while e.counter("palisade_token_jwks_fetch_success_total") < 1 and time.time() < deadline:
             time.sleep(0.2)

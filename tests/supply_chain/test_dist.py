@@ -16,7 +16,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DIST = [sys.executable, str(ROOT / "scripts/dist.py")]
-FILTERS = sorted(p.name for p in (ROOT / "filters").iterdir() if (p / "Cargo.toml").is_file() and p.name != "host")
+FILTERS = sorted(p.name for p in (ROOT / "filters").iterdir() if (p / "Cargo.toml").is_file() and "cdylib" in (p / "Cargo.toml").read_text())
 WASMS = [f"palisade_{n.replace('-', '_')}.wasm" for n in FILTERS]
 
 

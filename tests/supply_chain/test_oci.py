@@ -29,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 OCI_DIR = pathlib.Path(os.environ.get("PALISADE_OCI_DIR", ROOT / "target/oci"))
 WASM_DIR = pathlib.Path(os.environ.get("PALISADE_WASM_DIR", ROOT / "target/wasm32-wasip1/release"))
 TAG = os.environ.get("PALISADE_OCI_TAG", "0.1.0")
-FILTERS = sorted(p.name for p in (ROOT / "filters").iterdir() if (p / "Cargo.toml").is_file() and p.name != "host")
+FILTERS = sorted(p.name for p in (ROOT / "filters").iterdir() if (p / "Cargo.toml").is_file() and "cdylib" in (p / "Cargo.toml").read_text())
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 

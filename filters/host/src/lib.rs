@@ -5,56 +5,27 @@
 //! failures are mapped to `None`/no-ops here: a filter decides on what it could read, and the core
 //! (`palisade`) decides what missing facts mean.
 
-use log::{error, info, warn};
-use palisade::config::ConfigError;
+use log::{error, warn};
 use palisade::metrics::{counter_name, Counter};
 use palisade::response::ErrorResponse;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
+pub mod pipeline;
+
 pub use proxy_wasm;
 
 /// Installs the logger. Envoy does not allow asking its log level while the module starts, so
-/// this starts at `info` and [`load_config`] moves to Envoy's level.
+/// this starts at `info` and the pipeline's root moves to Envoy's level when it loads its
+/// configuration.
 pub fn init_logging() {
     proxy_wasm::set_log_level(LogLevel::Info);
 }
 
 /// Follows Envoy's log level (so `debug!` costs nothing when Envoy runs at `info`).
-fn follow_host_log_level() {
+pub(crate) fn follow_host_log_level() {
     if let Ok(level) = hostcalls::get_log_level() {
         proxy_wasm::set_log_level(level);
-    }
-}
-
-/// Reads the plugin configuration and compiles it with `parse`. On error, logs a line naming the
-/// field at fault and returns `None`: the filter then refuses the configuration (Envoy rejects
-/// the update, or does not start).
-pub fn load_config<T>(
-    filter: &str,
-    parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
-) -> Option<T> {
-    follow_host_log_level();
-    let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => Vec::new(),
-        Err(status) => {
-            error!("palisade {filter}: cannot read the plugin configuration: {status:?}");
-            return None;
-        }
-    };
-    match parse(&bytes) {
-        Ok(config) => {
-            info!(
-                "palisade {filter} v{}: configuration loaded",
-                env!("CARGO_PKG_VERSION")
-            );
-            Some(config)
-        }
-        Err(e) => {
-            error!("palisade {filter}: invalid configuration: {e}");
-            None
-        }
     }
 }
 
@@ -92,45 +63,6 @@ pub fn request_headers() -> Vec<(String, String)> {
 /// All response headers, in one host call.
 pub fn response_headers() -> Vec<(String, String)> {
     hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default()
-}
-
-/// A request's headers, read in one host call, and what route rules match on.
-#[derive(Debug, Default)]
-pub struct RequestHeaders {
-    pub headers: Vec<(String, String)>,
-    pub route_name: Option<String>,
-}
-
-impl RequestHeaders {
-    /// Reads what a filter's config needs: the headers (pseudo-headers included) and Envoy's
-    /// route name. Each host read that returns data costs about a microsecond, so a filter asks
-    /// only for what its config can use.
-    pub fn read(headers: bool, route_name: bool) -> Self {
-        RequestHeaders {
-            headers: if headers {
-                request_headers()
-            } else {
-                Vec::new()
-            },
-            route_name: if route_name { self::route_name() } else { None },
-        }
-    }
-
-    /// One header by (lower-case) name.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
-    }
-
-    /// The request as route rules see it.
-    pub fn request(&self) -> palisade::matcher::Request<'_> {
-        palisade::matcher::Request {
-            authority: self.get(":authority").unwrap_or(""),
-            path: self.get(":path").unwrap_or("/"),
-            method: self.get(":method").unwrap_or(""),
-            route_name: self.route_name.as_deref(),
-            headers: &self.headers,
-        }
-    }
 }
 
 /// One request header.
