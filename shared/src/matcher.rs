@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 /// What a rule's `match` says, as written in the config.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Hosts (`:authority` without port): `api.example.com`, `*.example.com`, `api.*`, or `*`.
@@ -31,6 +32,7 @@ pub struct MatchSpec {
 
 /// A path condition: exactly one of `exact`, `prefix` or `regex` (a full-path match).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PathSpec {
     Exact(String),
@@ -40,6 +42,7 @@ pub enum PathSpec {
 
 /// A header condition: `present` (true or false), `exact`, `prefix` or `regex` on the value.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSpec {
     pub name: String,

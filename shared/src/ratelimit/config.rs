@@ -54,6 +54,7 @@ pub const MAX_DURATION_SECS: u64 = 366 * 86_400;
 
 /// A limit as written in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Unique name: `[A-Za-z0-9_.-]`, at most 64 characters.
@@ -79,6 +80,7 @@ pub struct LimitSpec {
 
 /// Auth-failure throttling as written in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthFailureSpec {
     #[serde(default = "default_auth_name")]
@@ -114,6 +116,7 @@ fn default_auth_statuses() -> Vec<u16> {
 
 /// Which quota headers to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOptions {
     /// IETF `RateLimit-Policy` and `RateLimit` (default on).
@@ -146,8 +149,9 @@ impl Default for HeaderOptions {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct PolicySpec {
+pub(crate) struct PolicySpec {
     #[serde(default)]
     limits: Vec<LimitSpec>,
     #[serde(default)]
@@ -168,6 +172,7 @@ fn default_status() -> u16 {
 
 /// What the filter does when the shared-data store fails or stays contended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnStoreError {
     /// Let the request through (counted as a store error).
@@ -179,6 +184,7 @@ pub enum OnStoreError {
 
 /// Where limiter state goes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
     /// The shared-data key prefix; use distinct prefixes for filters that must not share state.
@@ -203,6 +209,7 @@ impl Default for StoreSpec {
 
 /// What happens when the RLS backend fails or times out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Admit the request.
@@ -217,6 +224,7 @@ pub enum FailureMode {
 /// A distributed limit through an Envoy RLS backend
 /// (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DistributedSpec {
     /// The Envoy cluster of the RLS server.
@@ -482,6 +490,22 @@ fn top_level<T: serde::de::DeserializeOwned + Default>(
         None | Some(Value::Null) => Ok(T::default()),
         Some(v) => from_value(v.clone()).map_err(|e| e.within(key)),
     }
+}
+
+/// The filter-wide settings ([`TOP_LEVEL_ONLY`]) for the JSON Schema: the parser reads each of
+/// them with [`top_level`] as the type given here (`null` is the same as leaving it out). Not
+/// deserialized itself, so that the filter carries no code for it.
+#[cfg(feature = "schema")]
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "only its JSON Schema is used")]
+pub(crate) struct FilterWideSpec {
+    /// How to find the client address that `client_ip` keys use (default: the peer address).
+    client_ip: Option<ClientIpConfig>,
+    /// Where limiter state goes (Envoy shared data), and what happens when it fails.
+    store: Option<StoreSpec>,
+    /// A distributed limit through an Envoy rate limit service (RLS), on top of the local limits.
+    distributed: Option<DistributedSpec>,
 }
 
 impl RateLimitConfig {

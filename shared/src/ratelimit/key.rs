@@ -30,6 +30,7 @@ pub const CLAIM_HEADER_PREFIX: &str = "x-palisade-claim-";
 
 /// A key as written in the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
     #[serde(default)]
@@ -62,6 +63,7 @@ impl KeySpec {
 
 /// How much of the client address identifies a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IpPrefixSpec {
     #[serde(default = "default_v4_prefix")]
@@ -89,6 +91,7 @@ impl Default for IpPrefixSpec {
 
 /// What a request without the key's input does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MissingKey {
     /// All such requests share one bucket.

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 /// One policy: the filter's top-level document, or the top level merged with a rule.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// The header set to start from (default `strict`).
@@ -69,6 +70,25 @@ impl<'de, T: DeserializeOwned + Default> Deserialize<'de> for Toggle<T> {
     }
 }
 
+/// What the parser above accepts: `true`, `false`, `null`, or the settings object.
+#[cfg(feature = "schema")]
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Toggle<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Toggle_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::one_of(vec![
+            crate::schema::described(
+                serde_json::json!({ "type": "boolean" }),
+                "`true`: on, with the defaults; `false`: off.",
+            ),
+            crate::schema::described(serde_json::json!({ "type": "null" }), "Off."),
+            generator.subschema_for::<T>(),
+        ])
+    }
+}
+
 /// Deserializes a nested value, keeping the path of the field at fault inside it.
 fn nested<T: DeserializeOwned, E: de::Error>(value: Value) -> Result<T, E> {
     crate::config::from_value(value).map_err(|e| E::custom(crate::config::nested_message(&e)))
@@ -95,7 +115,27 @@ impl<'de> Deserialize<'de> for HeaderOverride {
     }
 }
 
+/// What the parser above accepts: the header value, or `{"value", "mode"}`.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for HeaderOverride {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HeaderOverride".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::one_of(vec![
+            crate::schema::described(
+                serde_json::json!({ "type": "string" }),
+                "The header value (the mode is the preset's, else `overwrite`).",
+            ),
+            generator.subschema_for::<HeaderSetting>(),
+        ])
+    }
+}
+
+/// A header value and whether it replaces the upstream's.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSetting {
     pub value: String,
@@ -104,6 +144,7 @@ pub struct HeaderSetting {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HstsConfig {
     #[serde(default = "default_hsts_max_age")]
@@ -138,6 +179,7 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CspConfig {
     /// The enforced policy; `null` sends none. Absent: the preset's.
@@ -163,6 +205,7 @@ where
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoveConfig {
     /// Remove the OWASP list of leaking headers (default: on, except with preset `none`).
@@ -174,6 +217,7 @@ pub struct RemoveConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieConfig {
     #[serde(default = "yes")]
@@ -206,6 +250,7 @@ impl Default for CookieConfig {
 /// A cookie that keeps some of its attributes as the upstream set them: each field set to `false`
 /// (or `same_site: null`) is not added to this cookie. With only `name`, the cookie is left alone.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieException {
     pub name: String,
@@ -218,6 +263,7 @@ pub struct CookieException {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StripConfig {
     /// Exact header names to remove from requests.
@@ -229,6 +275,7 @@ pub struct StripConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HttpsMode {
     #[default]
@@ -238,6 +285,7 @@ pub enum HttpsMode {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpsConfig {
     #[serde(default)]
@@ -276,5 +324,26 @@ impl<'de> Deserialize<'de> for ClearSiteData {
                 "invalid type: expected true, false or a header value",
             )),
         }
+    }
+}
+
+/// What the parser above accepts: a boolean or the header value.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ClearSiteData {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClearSiteData".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::one_of(vec![
+            crate::schema::described(
+                serde_json::json!({ "type": "boolean" }),
+                "`true`: OWASP's `\"cache\",\"cookies\",\"storage\"`; `false`: none.",
+            ),
+            crate::schema::described(
+                serde_json::json!({ "type": "string" }),
+                "The `Clear-Site-Data` header value.",
+            ),
+        ])
     }
 }

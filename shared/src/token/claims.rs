@@ -259,6 +259,7 @@ impl TimeRules {
 /// A string condition, as written in the config: exactly one of `exact`, `prefix`, `suffix`,
 /// `regex` (a full match).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StringMatchSpec {
     Exact(String),
@@ -340,6 +341,7 @@ impl IdentityRules {
 /// A required claim, as written in the config: `claim` and exactly one of `equals`, `one_of`,
 /// `contains`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRuleSpec {
     /// The claim name; `a.b.c` for nested claims.

@@ -37,6 +37,7 @@ pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8192;
 
 /// A provider as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
     pub name: String,
@@ -48,6 +49,10 @@ pub struct ProviderSpec {
     pub subjects: Vec<StringMatchSpec>,
     /// An inline JWKS: a JSON object, or a string holding one.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::object_or_json_string")
+    )]
     pub jwks: Option<Value>,
     #[serde(default)]
     pub jwks_uri: Option<EndpointSpec>,
@@ -95,6 +100,7 @@ fn default_true() -> bool {
 
 /// PASETO v4.public settings as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasetoSpec {
     pub keys: Vec<PasetoKeySpec>,
@@ -106,6 +112,7 @@ pub struct PasetoSpec {
 
 /// One PASETO public key: PASERK `k4.public.…` or 64 hex digits.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasetoKeySpec {
     #[serde(default)]
@@ -115,6 +122,7 @@ pub struct PasetoKeySpec {
 
 /// The answer when a provider has no usable keys, as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeysUnavailableSpec {
     #[serde(default = "default_unavailable_status")]
@@ -436,6 +444,7 @@ impl Provider {
 
 /// The verified-token cache settings as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CacheSpec {
     #[serde(default = "default_cache_entries")]
@@ -460,13 +469,18 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct GlobalSpec {
+pub(crate) struct GlobalSpec {
+    /// Who issues tokens and with which keys: at least one provider.
     providers: Vec<ProviderSpec>,
+    /// The largest token accepted, in bytes.
     #[serde(default = "default_max_token_size")]
     max_token_size: usize,
+    /// The cache of verified tokens.
     #[serde(default)]
     cache: Option<CacheSpec>,
+    /// The `realm` of `WWW-Authenticate` challenges.
     #[serde(default)]
     realm: Option<String>,
 }

@@ -21,6 +21,7 @@ pub struct TokenRequest<'a> {
 /// A token source as written in the config: exactly one of `header` (with an optional `prefix`),
 /// `query` or `cookie`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceSpec {
     #[serde(default)]

@@ -141,6 +141,7 @@ impl fmt::Display for SpiffeId {
 
 /// How an allowed peer combines with the route's token requirement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PeerMode {
     /// The peer identity is enough: no token is needed (nor looked at).
@@ -163,6 +164,7 @@ impl PeerMode {
 
 /// `peers` as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeersSpec {
     #[serde(default)]

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 /// A JWKS or discovery endpoint behind an Envoy cluster, as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
     /// The Envoy cluster that serves it.
@@ -35,6 +36,7 @@ pub struct Endpoint {
 
 /// How remote keys are refreshed, as written in the config (`refresh`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshSpec {
     #[serde(default = "default_interval")]

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 /// How many providers must accept the request's tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequireMode {
     /// One token from one of the providers.
@@ -40,6 +41,7 @@ pub enum RequireMode {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RequiresSpec {
     #[serde(default)]
@@ -49,6 +51,7 @@ struct RequiresSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 enum ScopesSpec {
     /// A list: all are required.
@@ -57,6 +60,7 @@ enum ScopesSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct ScopeSetsSpec {
     #[serde(default)]
@@ -66,8 +70,9 @@ struct ScopeSetsSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct RequirementSpec {
+pub(crate) struct RequirementSpec {
     #[serde(default)]
     requires: RequiresSpec,
     #[serde(default)]

@@ -24,6 +24,7 @@ use crate::json::{parse_strict, JsonError, MAX_DEPTH_LIMIT};
 
 /// The `body` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct BodySpec {
     pub max_size: usize,

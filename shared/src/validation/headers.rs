@@ -22,6 +22,7 @@ use crate::config::ConfigError;
 
 /// The `headers` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct HeadersSpec {
     pub max_count: usize,

@@ -76,6 +76,7 @@ pub const MAX_ERRORS_LIMIT: usize = 100;
 
 /// Enforce the rules, or only report what they would reject.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -84,8 +85,9 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
-struct PolicySpec {
+pub(crate) struct PolicySpec {
     mode: Mode,
     max_errors: usize,
     methods: Option<Vec<String>>,

@@ -31,6 +31,7 @@ const DECODE_ROUNDS: usize = 3;
 
 /// What to do with `%2F` / `%5C` (an encoded `/` or `\`) in a path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EncodedSlashes {
     /// Reject the request (default): upstreams disagree on whether `%2F` separates segments.
@@ -42,6 +43,7 @@ pub enum EncodedSlashes {
 
 /// The `path` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PathSpec {
     pub max_length: usize,

@@ -24,6 +24,7 @@ use crate::config::ConfigError;
 
 /// Whether parameters without a rule are accepted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownParams {
     #[default]
@@ -33,6 +34,7 @@ pub enum UnknownParams {
 
 /// The `query` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerySpec {
     pub max_length: usize,

@@ -46,6 +46,7 @@ use crate::json::json_equal;
 
 /// A schema as written in the configuration (a subset of JSON Schema 2020-12).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SchemaSpec {
     #[serde(rename = "type", default)]

@@ -28,6 +28,7 @@ const MAX_DEPTH: usize = 128;
 
 /// What happens to a response that cannot be scrubbed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Send it unchanged (and count it).
@@ -39,6 +40,7 @@ pub enum OnFailure {
 
 /// The `scrub` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrubSpec {
     pub fields: Vec<String>,
