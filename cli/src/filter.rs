@@ -75,7 +75,7 @@ impl Filter {
     }
 
     /// The JSON Schema (draft 2020-12) of the filter's configuration, generated from the types
-    /// its parser deserializes into (see `palisade::schema`).
+    /// its parser deserializes into (see `palisade::schema`). [`crate::schema_text`] prints it.
     pub fn schema(self) -> Value {
         match self {
             Filter::SecurityHeaders => palisade::schema::security_headers(),

@@ -4,6 +4,7 @@
 use palisade_cli::filter::Filter;
 use palisade_cli::report::{self, Severity};
 use palisade_cli::{check_file, FileResult};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -121,11 +122,11 @@ fn main() -> ExitCode {
 
 /// Prints the filter's configuration schema, pretty JSON.
 fn schema(filter: Filter) -> ExitCode {
-    match serde_json::to_string_pretty(&filter.schema()) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
+    let printed = palisade_cli::schema_text(filter)
+        .map_err(std::io::Error::from)
+        .and_then(|json| writeln!(std::io::stdout().lock(), "{json}"));
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("palisade: cannot print the schema: {e}");
             ExitCode::FAILURE

@@ -567,8 +567,14 @@ fn palisade_schema_prints_the_schema_for_any_name_of_the_filter() {
             assert!(run.stderr.is_empty(), "{name}: {}", run.stderr);
             let printed: Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
             assert_eq!(printed, filter.schema(), "{name}");
-            // Pretty-printed, for people and diffs.
-            assert!(run.stdout.starts_with("{\n  \""), "{name}");
+            // Pretty-printed, for people and diffs, with the dialect and title first.
+            assert!(
+                run.stdout
+                    .starts_with("{\n  \"$schema\": \"https://json-schema.org/draft/2020-12/schema\",\n  \"title\": "),
+                "{name}: {}",
+                &run.stdout[..200]
+            );
+            assert!(run.stdout.ends_with("\n}\n"), "{name}");
         }
     }
 }

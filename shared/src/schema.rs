@@ -15,7 +15,7 @@
 //! `palisade check`.
 
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::{Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -109,62 +109,17 @@ impl Document {
             defs.remove(name);
         }
 
-        // A rule: `name`, `match`, and the policy's fields, none required (they are inherited).
-        let mut rule_properties = Map::new();
-        rule_properties.insert(
-            "name".to_owned(),
-            json!({
-                "description": "The rule's name in logs and metrics (default `rules[<index>]`).",
-                "type": "string",
-                "minLength": 1,
-            }),
-        );
-        rule_properties.insert(
-            "match".to_owned(),
-            with_description(
-                match_schema.to_value(),
-                "Which requests the rule applies to: every condition that is set must hold.",
-            ),
-        );
         let mut overrides = Overrides::default();
-        for (name, schema) in &policy.properties {
-            let mut schema = overrides.of(schema, &defs);
-            // A rule's default is what it inherits.
-            if let Value::Object(map) = &mut schema {
-                map.remove("default");
-            }
-            rule_properties.insert(name.clone(), schema);
-        }
-        for (name, schema) in overrides.defs {
-            defs.insert(name, schema);
-        }
-        defs.insert(
-            RULE_DEF.to_owned(),
-            json!({
-                "description": format!(
-                    "A route rule: `match` says which requests it applies to; any other field replaces the top level's (objects are merged field by field), for the requests it matches.{}",
-                    if filter_wide.properties.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " The filter-wide settings ({}) can only be set at the top level.",
-                            filter_wide.names()
-                        )
-                    }
-                ),
-                "type": "object",
-                "properties": rule_properties,
-                "required": ["match"],
-                "additionalProperties": false,
-            }),
-        );
+        let rule = rule_schema(&policy, &filter_wide, match_schema, &mut overrides, &defs);
+        defs.extend(overrides.defs);
+        defs.insert(RULE_DEF.to_owned(), rule);
 
         let mut properties = filter_wide.properties.clone();
         properties.extend(policy.properties.clone());
         properties.insert(
             "rules".to_owned(),
             json!({
-                "description": "Route rules, first match first: each applies to the requests its `match` selects.",
+                "description": "Route rules, in order: each changes the top level's policy for the requests its `match` selects.",
                 "type": ["array", "null"],
                 "items": { "$ref": format!("#/$defs/{RULE_DEF}") },
             }),
@@ -193,6 +148,58 @@ impl Document {
         drop_null_defaults(&mut root);
         root
     }
+}
+
+/// One entry of `rules`: `name`, `match`, and the policy's fields, none required (a rule inherits
+/// them from the top level).
+fn rule_schema(
+    policy: &ObjectFields,
+    filter_wide: &ObjectFields,
+    match_schema: Schema,
+    overrides: &mut Overrides,
+    defs: &Map<String, Value>,
+) -> Value {
+    let mut properties = Map::new();
+    properties.insert(
+        "name".to_owned(),
+        json!({
+            "description": "The rule's name in logs and metrics (default `rules[<index>]`).",
+            "type": "string",
+            "minLength": 1,
+        }),
+    );
+    properties.insert(
+        "match".to_owned(),
+        with_description(
+            match_schema.to_value(),
+            "Which requests the rule applies to: every condition that is set must hold.",
+        ),
+    );
+    for (name, schema) in &policy.properties {
+        let mut schema = overrides.of(schema, defs);
+        // A rule's default is what it inherits.
+        if let Value::Object(map) = &mut schema {
+            map.remove("default");
+        }
+        properties.insert(name.clone(), schema);
+    }
+    let top_level_only = if filter_wide.properties.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " The filter-wide settings ({}) can only be set at the top level.",
+            filter_wide.names()
+        )
+    };
+    json!({
+        "description": format!(
+            "A route rule: `match` says which requests it applies to; any other field replaces the top level's for them (objects are merged field by field).{top_level_only}"
+        ),
+        "type": "object",
+        "properties": properties,
+        "required": ["match"],
+        "additionalProperties": false,
+    })
 }
 
 /// Removes `"default": null`: schemars writes it for every optional field, where it says nothing
@@ -365,9 +372,4 @@ pub(crate) fn object_or_json_string(_: &mut SchemaGenerator) -> Schema {
     to_schema(json!({
         "type": ["object", "string"],
     }))
-}
-
-/// The JSON Schema of `T` alone (its own `$defs` included), for tests of one type.
-pub fn schema_for<T: JsonSchema>() -> Value {
-    generator().into_root_schema_for::<T>().to_value()
 }

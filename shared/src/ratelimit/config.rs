@@ -59,7 +59,9 @@ pub const MAX_DURATION_SECS: u64 = 366 * 86_400;
 pub struct LimitSpec {
     /// Unique name: `[A-Za-z0-9_.-]`, at most 64 characters.
     pub name: String,
+    /// Requests admitted per `per` (at least 1).
     pub requests: u32,
+    /// The period: `second`, `minute`, `hour` or `day`.
     pub per: Period,
     /// Requests admitted at once from a quiet key (default: `requests`).
     #[serde(default)]
@@ -67,10 +69,14 @@ pub struct LimitSpec {
     /// Default: `{"client_ip": {}}`.
     #[serde(default)]
     pub key: Option<KeySpec>,
+    /// A request without the key's input: counted in one `shared` bucket (default), or `skip`s
+    /// the limit.
     #[serde(default)]
     pub missing: MissingKey,
+    /// Count and report this limit, never enforce it.
     #[serde(default)]
     pub shadow: bool,
+    /// How many keys (clients) are tracked, 1 to 1000000 (default 10000).
     #[serde(default)]
     pub max_keys: Option<u32>,
     /// Default: `shared`.
@@ -83,6 +89,7 @@ pub struct LimitSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthFailureSpec {
+    /// Unique name (default `auth_failure`): `[A-Za-z0-9_.-]`, at most 64 characters.
     #[serde(default = "default_auth_name")]
     pub name: String,
     /// Statuses that count as failures (default `[401, 403]`).
@@ -97,8 +104,11 @@ pub struct AuthFailureSpec {
     /// Default: `{"client_ip": {}}`.
     #[serde(default)]
     pub key: Option<KeySpec>,
+    /// A request without the key's input: counted in one `shared` bucket (default), or not
+    /// watched (`skip`).
     #[serde(default)]
     pub missing: MissingKey,
+    /// How many keys (clients) are tracked, 1 to 1000000 (default 10000).
     #[serde(default)]
     pub max_keys: Option<u32>,
     /// Default: `evict`.
@@ -148,20 +158,28 @@ impl Default for HeaderOptions {
     }
 }
 
+/// A policy: the top level's, or a rule's merged over it.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicySpec {
+    /// Limits counted for the requests this policy covers (a matching rule's apply on top of the
+    /// top level's).
     #[serde(default)]
     limits: Vec<LimitSpec>,
+    /// Block a client after too many failed authentications (responses with `statuses`).
     #[serde(default)]
     auth_failure: Option<AuthFailureSpec>,
+    /// Shadow mode: every limit is counted and reported, none enforced.
     #[serde(default)]
     shadow: bool,
+    /// No limit and no auth-failure block applies (e.g. health checks).
     #[serde(default)]
     exempt: bool,
+    /// The status of a refused request, 400 to 599 (default 429).
     #[serde(default = "default_status")]
     status: u16,
+    /// Which quota headers to send.
     #[serde(default)]
     headers: HeaderOptions,
 }
@@ -190,6 +208,8 @@ pub struct StoreSpec {
     /// The shared-data key prefix; use distinct prefixes for filters that must not share state.
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
+    /// When the store fails or stays contended: `deny` (default) refuses the request, `allow` lets
+    /// it through.
     #[serde(default)]
     pub on_error: OnStoreError,
 }
@@ -234,6 +254,8 @@ pub struct DistributedSpec {
     /// Call timeout in milliseconds (default 20, as Envoy's ratelimit filter).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u32,
+    /// When the RLS backend fails or times out: `open` admits, `closed` refuses, `local` (default)
+    /// decides with the local limits.
     #[serde(default)]
     pub failure_mode: FailureMode,
 }

@@ -138,19 +138,26 @@ impl schemars::JsonSchema for HeaderOverride {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSetting {
+    /// The header value.
     pub value: String,
+    /// `overwrite` replaces the upstream's value, `add_if_absent` only adds the header when the
+    /// upstream sent none (default: the preset's mode for this header, else `overwrite`).
     #[serde(default)]
     pub mode: Option<Mode>,
 }
 
+/// `Strict-Transport-Security`, sent on HTTPS responses.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HstsConfig {
+    /// `max-age`, in seconds (default two years).
     #[serde(default = "default_hsts_max_age")]
     pub max_age: u64,
+    /// Add `includeSubDomains` (default true).
     #[serde(default = "yes")]
     pub include_subdomains: bool,
+    /// Add `preload` (default false).
     #[serde(default)]
     pub preload: bool,
     /// Send HSTS on plain-HTTP responses too (e.g. behind a TLS-terminating proxy that does not
@@ -178,6 +185,7 @@ fn yes() -> bool {
     true
 }
 
+/// `Content-Security-Policy` settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -191,6 +199,8 @@ pub struct CspConfig {
     /// Send CSP headers only on `text/html` responses.
     #[serde(default)]
     pub html_only: bool,
+    /// `overwrite` replaces the upstream's CSP headers, `add_if_absent` only adds them when the
+    /// upstream sent none.
     #[serde(default)]
     pub mode: Option<Mode>,
 }
@@ -204,6 +214,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Response headers to remove, because they leak implementation details.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -216,12 +227,15 @@ pub struct RemoveConfig {
     pub names: Vec<String>,
 }
 
+/// The attributes added to every `Set-Cookie` that lacks them.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieConfig {
+    /// Add `Secure` (default true).
     #[serde(default = "yes")]
     pub secure: bool,
+    /// Add `HttpOnly` (default true).
     #[serde(default = "yes")]
     pub http_only: bool,
     /// `Lax` (default), `Strict`, `None`, or `null` to leave SameSite alone.
@@ -253,15 +267,20 @@ impl Default for CookieConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieException {
+    /// The cookie's name.
     pub name: String,
+    /// `false`: do not add `Secure` to this cookie.
     #[serde(default)]
     pub secure: Option<bool>,
+    /// `false`: do not add `HttpOnly` to this cookie.
     #[serde(default)]
     pub http_only: Option<bool>,
+    /// `null`: do not add `SameSite` to this cookie; or the value to add instead.
     #[serde(default, deserialize_with = "double_option")]
     pub same_site: Option<Option<SameSite>>,
 }
 
+/// Request headers removed before the upstream sees them: clients must not be able to set them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -274,20 +293,26 @@ pub struct StripConfig {
     pub prefixes: Option<Vec<String>>,
 }
 
+/// What happens to a plain-HTTP request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HttpsMode {
+    /// Nothing: it is served (default).
     #[default]
     Off,
+    /// Redirect it to the HTTPS URL.
     Redirect,
+    /// Refuse it (`reject_status`).
     Reject,
 }
 
+/// HTTP → HTTPS enforcement.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpsConfig {
+    /// `off` (default), `redirect` or `reject`.
     #[serde(default)]
     pub mode: HttpsMode,
     /// Paths that stay reachable over plain HTTP (health checks): `{"exact": ..}` / `{"prefix": ..}`.

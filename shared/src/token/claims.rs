@@ -346,10 +346,13 @@ impl IdentityRules {
 pub struct ClaimRuleSpec {
     /// The claim name; `a.b.c` for nested claims.
     pub claim: String,
+    /// The claim equals this JSON value.
     #[serde(default)]
     pub equals: Option<Value>,
+    /// The claim equals one of these values.
     #[serde(default)]
     pub one_of: Option<Vec<Value>>,
+    /// The claim is an array holding this value, or a space-delimited string holding this word.
     #[serde(default)]
     pub contains: Option<Value>,
 }

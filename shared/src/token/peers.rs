@@ -167,10 +167,14 @@ impl PeerMode {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeersSpec {
+    /// Allowed peer SPIFFE IDs (`spiffe://trust.domain/path`).
     #[serde(default)]
     pub spiffe_ids: Vec<String>,
+    /// Allowed trust domains: any peer SPIFFE ID in one of them.
     #[serde(default)]
     pub trust_domains: Vec<String>,
+    /// `alone`: the peer is enough; `and_token`: the token requirement must hold too;
+    /// `or_token`: an allowed peer, or else a request that meets the token requirement.
     pub mode: PeerMode,
 }
 

@@ -27,8 +27,10 @@ use crate::config::ConfigError;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownParams {
+    /// Accept them (default).
     #[default]
     Allow,
+    /// Refuse the request.
     Reject,
 }
 
@@ -37,9 +39,18 @@ pub enum UnknownParams {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerySpec {
+    /// The longest query string accepted, in bytes.
     pub max_length: usize,
+    /// The most parameters a query may have.
     pub max_params: usize,
+    /// Whether parameters without a rule in `params` are accepted (`allow`) or refused (`reject`).
     pub unknown_params: UnknownParams,
+    /// A rule per parameter name: JSON Schema keywords for one value, plus `required` and
+    /// `repeated` (the parameter may appear more than once, each value checked).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "BTreeMap<String, super::params::ParamRuleSchema<true>>")
+    )]
     pub params: BTreeMap<String, Value>,
 }
 

@@ -43,10 +43,15 @@ pub enum OnFailure {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrubSpec {
+    /// Member names removed at any depth (ASCII case-insensitive).
     pub fields: Vec<String>,
+    /// JSON pointers of members removed; a `*` segment matches any member or array index.
     pub pointers: Vec<String>,
+    /// The largest response body scrubbed, in bytes; a larger one goes to `on_failure`.
     pub max_body_size: usize,
+    /// The response media types scrubbed (default: JSON ones).
     pub content_types: Option<Vec<String>>,
+    /// What happens to a response that cannot be scrubbed.
     pub on_failure: OnFailure,
 }
 
