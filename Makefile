@@ -19,7 +19,7 @@ help:
 	@echo "make run    build every filter and start Envoy on http://localhost:10000 with a demo upstream"
 	@echo "make test   fmt, clippy, unit tests (native and wasm), end-to-end tests in real Envoy"
 	@echo "make build  build the filters' .wasm into target/$(WASM_TARGET)/release/"
-	@echo "make check-configs  palisade check on every shipped config; Istio manifests against the WasmPlugin CRD"
+	@echo "make check-configs  palisade check and palisade schema on every shipped config; Istio manifests against the WasmPlugin CRD"
 	@echo "make audit  cargo deny --offline check (advisories from ../shared/data, licences, bans, sources)"
 	@echo "make bench  Palisade against Envoy's native filters (wrk, loopback); writes docs/benchmarks.md"
 
@@ -87,8 +87,11 @@ test: deps wasm-bindgen-cli fmt-check lint unit check-configs audit wasm-test bu
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# The core is linted twice: with the CLI (which turns on its `schema` feature), and as the filters
+# build it, without.
 lint: rust-targets
 	$(CARGO) clippy -p palisade-shared -p palisade-cli --all-targets -- -D warnings
+	$(CARGO) clippy -p palisade-shared --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p palisade-host -p palisade-stages $(FILTER_PKGS) -- -D warnings
 
 unit:
@@ -126,6 +129,8 @@ ISTIO_MANIFESTS    := $(wildcard envoy-config/istio/*.yaml)
 
 # `palisade check` (cli/) with the filters' own parsers: its tests run it on every shipped config
 # and on broken fixtures; then the Istio manifests against the WasmPlugin CRD's openAPIV3Schema.
+# palisade-cli turns on palisade-shared's `schema` feature: its tests validate every shipped config
+# against `palisade schema` (cli/tests/schema.rs) as well as with `palisade check`.
 check-configs: venv
 	$(CARGO) test -p palisade-cli
 	$(CARGO) run -q -p palisade-cli -- check $(ENVOY_CONFIGS) $(ISTIO_MANIFESTS)

@@ -1,6 +1,7 @@
 //! The Palisade filters and the one parser each of them runs.
 
 use palisade::ConfigError;
+use serde_json::Value;
 
 /// A Palisade filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,17 @@ impl Filter {
             Filter::InputValidation => {
                 palisade::validation::ValidationConfig::from_slice(config).map(drop)
             }
+        }
+    }
+
+    /// The JSON Schema (draft 2020-12) of the filter's configuration, generated from the types
+    /// its parser deserializes into (see `palisade::schema`). [`crate::schema_text`] prints it.
+    pub fn schema(self) -> Value {
+        match self {
+            Filter::SecurityHeaders => palisade::schema::security_headers(),
+            Filter::TokenAuth => palisade::schema::token_auth(),
+            Filter::RateLimit => palisade::schema::rate_limit(),
+            Filter::InputValidation => palisade::schema::input_validation(),
         }
     }
 }

@@ -12,7 +12,35 @@ pub mod warn;
 use document::{Contents, Host, LoadError};
 use filter::Filter;
 use report::{Checked, Finding};
+use serde_json::Value;
 use std::path::Path;
+
+/// The filter's configuration schema as `palisade schema` prints it: pretty JSON, with what a
+/// person looks for first (`$schema`, `title`, `description`, ...) at the top and `$defs` last.
+pub fn schema_text(filter: Filter) -> Result<String, serde_json::Error> {
+    const FIRST: [&str; 7] = [
+        "$schema",
+        "title",
+        "description",
+        "type",
+        "required",
+        "properties",
+        "additionalProperties",
+    ];
+    let Value::Object(schema) = filter.schema() else {
+        return serde_json::to_string_pretty(&filter.schema());
+    };
+    let mut keys: Vec<&String> = schema.keys().collect();
+    keys.sort_by_key(|k| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
+    let mut members = Vec::with_capacity(keys.len());
+    for key in keys {
+        let value = serde_json::to_string_pretty(&schema[key.as_str()])?;
+        // One level deeper than serde_json put it (every newline is layout: strings escape theirs).
+        let value = value.replace('\n', "\n  ");
+        members.push(format!("  {}: {value}", serde_json::to_string(key)?));
+    }
+    Ok(format!("{{\n{}\n}}", members.join(",\n")))
+}
 
 /// The result of checking one file.
 #[derive(Debug)]

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 /// How to find the client address.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientIpConfig {
     /// How many proxies in front of Envoy append to `X-Forwarded-For` and are trusted (default 0).

@@ -16,6 +16,8 @@ pub mod proto;
 pub mod ratelimit;
 pub mod response;
 pub mod rules;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod security_headers;
 pub mod token;
 pub mod validation;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 /// What a rule's `match` says, as written in the config.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Hosts (`:authority` without port): `api.example.com`, `*.example.com`, `api.*`, or `*`.
@@ -31,24 +32,36 @@ pub struct MatchSpec {
 
 /// A path condition: exactly one of `exact`, `prefix` or `regex` (a full-path match).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "PathMatch"))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PathSpec {
+    /// The path equals this (it starts with `/`).
     Exact(String),
+    /// The path starts with this (it starts with `/`).
     Prefix(String),
+    /// A regex the whole path matches.
     Regex(String),
 }
 
 /// A header condition: `present` (true or false), `exact`, `prefix` or `regex` on the value.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "HeaderMatch"))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSpec {
+    /// The header name (any case).
     pub name: String,
+    /// `true`: the header is present (the default condition); `false`: it is absent.
     #[serde(default)]
     pub present: Option<bool>,
+    /// The value equals this.
     #[serde(default)]
     pub exact: Option<String>,
+    /// The value starts with this.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// A regex the whole value matches.
     #[serde(default)]
     pub regex: Option<String>,
 }

@@ -54,11 +54,14 @@ pub const MAX_DURATION_SECS: u64 = 366 * 86_400;
 
 /// A limit as written in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Unique name: `[A-Za-z0-9_.-]`, at most 64 characters.
     pub name: String,
+    /// Requests admitted per `per` (at least 1).
     pub requests: u32,
+    /// The period: `second`, `minute`, `hour` or `day`.
     pub per: Period,
     /// Requests admitted at once from a quiet key (default: `requests`).
     #[serde(default)]
@@ -66,10 +69,14 @@ pub struct LimitSpec {
     /// Default: `{"client_ip": {}}`.
     #[serde(default)]
     pub key: Option<KeySpec>,
+    /// A request without the key's input: counted in one `shared` bucket (default), or `skip`s
+    /// the limit.
     #[serde(default)]
     pub missing: MissingKey,
+    /// Count and report this limit, never enforce it.
     #[serde(default)]
     pub shadow: bool,
+    /// How many keys (clients) are tracked, 1 to 1000000 (default 10000).
     #[serde(default)]
     pub max_keys: Option<u32>,
     /// Default: `shared`.
@@ -79,8 +86,10 @@ pub struct LimitSpec {
 
 /// Auth-failure throttling as written in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthFailureSpec {
+    /// Unique name (default `auth_failure`): `[A-Za-z0-9_.-]`, at most 64 characters.
     #[serde(default = "default_auth_name")]
     pub name: String,
     /// Statuses that count as failures (default `[401, 403]`).
@@ -95,8 +104,11 @@ pub struct AuthFailureSpec {
     /// Default: `{"client_ip": {}}`.
     #[serde(default)]
     pub key: Option<KeySpec>,
+    /// A request without the key's input: counted in one `shared` bucket (default), or not
+    /// watched (`skip`).
     #[serde(default)]
     pub missing: MissingKey,
+    /// How many keys (clients) are tracked, 1 to 1000000 (default 10000).
     #[serde(default)]
     pub max_keys: Option<u32>,
     /// Default: `evict`.
@@ -114,6 +126,7 @@ fn default_auth_statuses() -> Vec<u16> {
 
 /// Which quota headers to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOptions {
     /// IETF `RateLimit-Policy` and `RateLimit` (default on).
@@ -145,19 +158,28 @@ impl Default for HeaderOptions {
     }
 }
 
+/// A policy: the top level's, or a rule's merged over it.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct PolicySpec {
+pub(crate) struct PolicySpec {
+    /// Limits counted for the requests this policy covers (a matching rule's apply on top of the
+    /// top level's).
     #[serde(default)]
     limits: Vec<LimitSpec>,
+    /// Block a client after too many failed authentications (responses with `statuses`).
     #[serde(default)]
     auth_failure: Option<AuthFailureSpec>,
+    /// Shadow mode: every limit is counted and reported, none enforced.
     #[serde(default)]
     shadow: bool,
+    /// No limit and no auth-failure block applies (e.g. health checks).
     #[serde(default)]
     exempt: bool,
+    /// The status of a refused request, 400 to 599 (default 429).
     #[serde(default = "default_status")]
     status: u16,
+    /// Which quota headers to send.
     #[serde(default)]
     headers: HeaderOptions,
 }
@@ -168,6 +190,7 @@ fn default_status() -> u16 {
 
 /// What the filter does when the shared-data store fails or stays contended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnStoreError {
     /// Let the request through (counted as a store error).
@@ -179,11 +202,14 @@ pub enum OnStoreError {
 
 /// Where limiter state goes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
     /// The shared-data key prefix; use distinct prefixes for filters that must not share state.
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
+    /// When the store fails or stays contended: `deny` (default) refuses the request, `allow` lets
+    /// it through.
     #[serde(default)]
     pub on_error: OnStoreError,
 }
@@ -203,6 +229,7 @@ impl Default for StoreSpec {
 
 /// What happens when the RLS backend fails or times out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Admit the request.
@@ -217,6 +244,7 @@ pub enum FailureMode {
 /// A distributed limit through an Envoy RLS backend
 /// (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DistributedSpec {
     /// The Envoy cluster of the RLS server.
@@ -226,6 +254,8 @@ pub struct DistributedSpec {
     /// Call timeout in milliseconds (default 20, as Envoy's ratelimit filter).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u32,
+    /// When the RLS backend fails or times out: `open` admits, `closed` refuses, `local` (default)
+    /// decides with the local limits.
     #[serde(default)]
     pub failure_mode: FailureMode,
 }
@@ -482,6 +512,22 @@ fn top_level<T: serde::de::DeserializeOwned + Default>(
         None | Some(Value::Null) => Ok(T::default()),
         Some(v) => from_value(v.clone()).map_err(|e| e.within(key)),
     }
+}
+
+/// The filter-wide settings ([`TOP_LEVEL_ONLY`]) for the JSON Schema: the parser reads each of
+/// them with [`top_level`] as the type given here (`null` is the same as leaving it out). Not
+/// deserialized itself, so that the filter carries no code for it.
+#[cfg(feature = "schema")]
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "only its JSON Schema is used")]
+pub(crate) struct FilterWideSpec {
+    /// How to find the client address that `client_ip` keys use (default: the peer address).
+    client_ip: Option<ClientIpConfig>,
+    /// Where limiter state goes (Envoy shared data), and what happens when it fails.
+    store: Option<StoreSpec>,
+    /// A distributed limit through an Envoy rate limit service (RLS), on top of the local limits.
+    distributed: Option<DistributedSpec>,
 }
 
 impl RateLimitConfig {

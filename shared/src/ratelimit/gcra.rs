@@ -21,6 +21,7 @@ pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// The unit a limit's `requests` are counted per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Second,

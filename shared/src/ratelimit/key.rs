@@ -30,22 +30,31 @@ pub const CLAIM_HEADER_PREFIX: &str = "x-palisade-claim-";
 
 /// A key as written in the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
+    /// The client address, masked to a prefix.
     #[serde(default)]
     pub client_ip: Option<IpPrefixSpec>,
+    /// A request header's value.
     #[serde(default)]
     pub header: Option<String>,
+    /// A query parameter's value (percent-decoded, first occurrence).
     #[serde(default)]
     pub query: Option<String>,
+    /// A cookie's value.
     #[serde(default)]
     pub cookie: Option<String>,
+    /// A verified claim, from the header the token filter sets (`x-palisade-claim-<claim>`).
     #[serde(default)]
     pub claim: Option<String>,
+    /// The request path without its query string.
     #[serde(default)]
     pub path: bool,
+    /// Envoy's route name (`xds.route_name`).
     #[serde(default)]
     pub route: bool,
+    /// A constant: one bucket for every request (a global limit).
     #[serde(default)]
     pub constant: Option<String>,
 }
@@ -62,10 +71,13 @@ impl KeySpec {
 
 /// How much of the client address identifies a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IpPrefixSpec {
+    /// The IPv4 prefix length that identifies a client (default 32).
     #[serde(default = "default_v4_prefix")]
     pub ipv4_prefix: u8,
+    /// The IPv6 prefix length that identifies a client (default 64, one host's usual share).
     #[serde(default = "default_v6_prefix")]
     pub ipv6_prefix: u8,
 }
@@ -89,6 +101,7 @@ impl Default for IpPrefixSpec {
 
 /// What a request without the key's input does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MissingKey {
     /// All such requests share one bucket.

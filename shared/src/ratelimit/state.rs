@@ -51,6 +51,7 @@ pub type Fingerprint = [u8; 16];
 
 /// What to do with a new key when its set is full of other, active keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Count it in the limit's shared overflow bucket.

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 /// One policy: the filter's top-level document, or the top level merged with a rule.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// The header set to start from (default `strict`).
@@ -69,6 +70,25 @@ impl<'de, T: DeserializeOwned + Default> Deserialize<'de> for Toggle<T> {
     }
 }
 
+/// What the parser above accepts: `true`, `false`, `null`, or the settings object.
+#[cfg(feature = "schema")]
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Toggle<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Toggle_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::one_of(vec![
+            crate::schema::described(
+                serde_json::json!({ "type": "boolean" }),
+                "`true`: on, with the defaults; `false`: off.",
+            ),
+            crate::schema::described(serde_json::json!({ "type": "null" }), "Off."),
+            generator.subschema_for::<T>(),
+        ])
+    }
+}
+
 /// Deserializes a nested value, keeping the path of the field at fault inside it.
 fn nested<T: DeserializeOwned, E: de::Error>(value: Value) -> Result<T, E> {
     crate::config::from_value(value).map_err(|e| E::custom(crate::config::nested_message(&e)))
@@ -95,21 +115,49 @@ impl<'de> Deserialize<'de> for HeaderOverride {
     }
 }
 
+/// What the parser above accepts: the header value, or `{"value", "mode"}`.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for HeaderOverride {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HeaderOverride".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::one_of(vec![
+            crate::schema::described(
+                serde_json::json!({ "type": "string" }),
+                "The header value (the mode is the preset's, else `overwrite`).",
+            ),
+            generator.subschema_for::<HeaderSetting>(),
+        ])
+    }
+}
+
+/// A header value and whether it replaces the upstream's.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSetting {
+    /// The header value.
     pub value: String,
+    /// `overwrite` replaces the upstream's value, `add_if_absent` only adds the header when the
+    /// upstream sent none (default: the preset's mode for this header, else `overwrite`).
     #[serde(default)]
     pub mode: Option<Mode>,
 }
 
+/// `Strict-Transport-Security`, sent on HTTPS responses.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HstsConfig {
+    /// `max-age`, in seconds (default two years).
     #[serde(default = "default_hsts_max_age")]
     pub max_age: u64,
+    /// Add `includeSubDomains` (default true).
     #[serde(default = "yes")]
     pub include_subdomains: bool,
+    /// Add `preload` (default false).
     #[serde(default)]
     pub preload: bool,
     /// Send HSTS on plain-HTTP responses too (e.g. behind a TLS-terminating proxy that does not
@@ -137,7 +185,9 @@ fn yes() -> bool {
     true
 }
 
+/// `Content-Security-Policy` settings.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CspConfig {
     /// The enforced policy; `null` sends none. Absent: the preset's.
@@ -149,6 +199,8 @@ pub struct CspConfig {
     /// Send CSP headers only on `text/html` responses.
     #[serde(default)]
     pub html_only: bool,
+    /// `overwrite` replaces the upstream's CSP headers, `add_if_absent` only adds them when the
+    /// upstream sent none.
     #[serde(default)]
     pub mode: Option<Mode>,
 }
@@ -162,7 +214,9 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Response headers to remove, because they leak implementation details.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoveConfig {
     /// Remove the OWASP list of leaking headers (default: on, except with preset `none`).
@@ -173,11 +227,15 @@ pub struct RemoveConfig {
     pub names: Vec<String>,
 }
 
+/// The attributes added to every `Set-Cookie` that lacks them.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieConfig {
+    /// Add `Secure` (default true).
     #[serde(default = "yes")]
     pub secure: bool,
+    /// Add `HttpOnly` (default true).
     #[serde(default = "yes")]
     pub http_only: bool,
     /// `Lax` (default), `Strict`, `None`, or `null` to leave SameSite alone.
@@ -206,18 +264,25 @@ impl Default for CookieConfig {
 /// A cookie that keeps some of its attributes as the upstream set them: each field set to `false`
 /// (or `same_site: null`) is not added to this cookie. With only `name`, the cookie is left alone.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieException {
+    /// The cookie's name.
     pub name: String,
+    /// `false`: do not add `Secure` to this cookie.
     #[serde(default)]
     pub secure: Option<bool>,
+    /// `false`: do not add `HttpOnly` to this cookie.
     #[serde(default)]
     pub http_only: Option<bool>,
+    /// `null`: do not add `SameSite` to this cookie; or the value to add instead.
     #[serde(default, deserialize_with = "double_option")]
     pub same_site: Option<Option<SameSite>>,
 }
 
+/// Request headers removed before the upstream sees them: clients must not be able to set them.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StripConfig {
     /// Exact header names to remove from requests.
@@ -228,18 +293,26 @@ pub struct StripConfig {
     pub prefixes: Option<Vec<String>>,
 }
 
+/// What happens to a plain-HTTP request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HttpsMode {
+    /// Nothing: it is served (default).
     #[default]
     Off,
+    /// Redirect it to the HTTPS URL.
     Redirect,
+    /// Refuse it (`reject_status`).
     Reject,
 }
 
+/// HTTP → HTTPS enforcement.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpsConfig {
+    /// `off` (default), `redirect` or `reject`.
     #[serde(default)]
     pub mode: HttpsMode,
     /// Paths that stay reachable over plain HTTP (health checks): `{"exact": ..}` / `{"prefix": ..}`.
@@ -276,5 +349,26 @@ impl<'de> Deserialize<'de> for ClearSiteData {
                 "invalid type: expected true, false or a header value",
             )),
         }
+    }
+}
+
+/// What the parser above accepts: a boolean or the header value.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ClearSiteData {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClearSiteData".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::one_of(vec![
+            crate::schema::described(
+                serde_json::json!({ "type": "boolean" }),
+                "`true`: OWASP's `\"cache\",\"cookies\",\"storage\"`; `false`: none.",
+            ),
+            crate::schema::described(
+                serde_json::json!({ "type": "string" }),
+                "The `Clear-Site-Data` header value.",
+            ),
+        ])
     }
 }

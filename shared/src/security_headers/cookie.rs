@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 /// The `SameSite` value to add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SameSite {
     Lax,
     Strict,

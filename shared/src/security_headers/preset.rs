@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 /// Which built-in header set to start from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     #[default]
@@ -20,6 +21,7 @@ pub enum Preset {
 
 /// Whether a header replaces what the upstream sent, or is added only when the upstream sent none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]

@@ -259,6 +259,7 @@ impl TimeRules {
 /// A string condition, as written in the config: exactly one of `exact`, `prefix`, `suffix`,
 /// `regex` (a full match).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StringMatchSpec {
     Exact(String),
@@ -340,14 +341,18 @@ impl IdentityRules {
 /// A required claim, as written in the config: `claim` and exactly one of `equals`, `one_of`,
 /// `contains`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRuleSpec {
     /// The claim name; `a.b.c` for nested claims.
     pub claim: String,
+    /// The claim equals this JSON value.
     #[serde(default)]
     pub equals: Option<Value>,
+    /// The claim equals one of these values.
     #[serde(default)]
     pub one_of: Option<Vec<Value>>,
+    /// The claim is an array holding this value, or a space-delimited string holding this word.
     #[serde(default)]
     pub contains: Option<Value>,
 }

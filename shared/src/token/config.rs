@@ -37,22 +37,34 @@ pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8192;
 
 /// A provider as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
+    /// Unique name, as `requires.providers` refers to it.
     pub name: String,
+    /// The exact `iss` a token must have (with `discovery`, also where its path comes from).
     #[serde(default)]
     pub issuer: Option<String>,
+    /// Accepted audiences: the token's `aud` must name one (empty: not checked).
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Accepted subjects (`sub`): each an `exact`, `prefix`, `suffix` or `regex` (empty: any).
     #[serde(default)]
     pub subjects: Vec<StringMatchSpec>,
     /// An inline JWKS: a JSON object, or a string holding one.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::object_or_json_string")
+    )]
     pub jwks: Option<Value>,
+    /// A JWKS endpoint behind an Envoy cluster, fetched and refreshed.
     #[serde(default)]
     pub jwks_uri: Option<EndpointSpec>,
+    /// The issuer's OpenID configuration endpoint; its `jwks_uri` is fetched from the same cluster.
     #[serde(default)]
     pub discovery: Option<EndpointSpec>,
+    /// How keys from `jwks_uri` or `discovery` are fetched and refreshed.
     #[serde(default)]
     pub refresh: Option<RefreshSpec>,
     /// The VM environment variable holding an HMAC secret.
@@ -64,23 +76,31 @@ pub struct ProviderSpec {
     /// The algorithm of RSA keys that publish no `alg` (default RS256).
     #[serde(default)]
     pub rsa_default_algorithm: Option<String>,
+    /// PASETO v4.public keys and rules.
     #[serde(default)]
     pub paseto: Option<PasetoSpec>,
+    /// Where the token is looked for (default: `Authorization: Bearer <token>`).
     #[serde(default)]
     pub sources: Option<Vec<TokenSourceSpec>>,
+    /// Keep the token in the request sent upstream (default: it is removed).
     #[serde(default)]
     pub forward: bool,
+    /// Allowed clock difference in seconds, both ways (default 60).
     #[serde(default = "default_skew")]
     pub clock_skew_secs: u64,
+    /// Refuse a token without `exp` (default true).
     #[serde(default = "default_true")]
     pub require_exp: bool,
+    /// The longest lifetime accepted, in seconds: `exp` minus `iat` (or `nbf`).
     #[serde(default)]
     pub max_lifetime_secs: Option<u64>,
+    /// Claims copied into headers of the request sent upstream.
     #[serde(default)]
     pub claim_to_headers: Vec<ClaimToHeaderSpec>,
     /// A header that receives the whole payload, base64url-encoded.
     #[serde(default)]
     pub payload_header: Option<String>,
+    /// The answer when the provider has no usable keys (default 503 with `Retry-After: 5`).
     #[serde(default)]
     pub keys_unavailable: Option<KeysUnavailableSpec>,
 }
@@ -95,30 +115,40 @@ fn default_true() -> bool {
 
 /// PASETO v4.public settings as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasetoSpec {
+    /// The public keys (at least one).
     pub keys: Vec<PasetoKeySpec>,
+    /// The implicit assertion the tokens are signed with.
     #[serde(default)]
     pub implicit_assertion: Option<String>,
+    /// The footer every token must carry, exactly.
     #[serde(default)]
     pub footer: Option<String>,
 }
 
 /// One PASETO public key: PASERK `k4.public.…` or 64 hex digits.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasetoKeySpec {
+    /// Matched against the `kid` of a token's JSON footer.
     #[serde(default)]
     pub kid: Option<String>,
+    /// The key: PASERK `k4.public.…` or 64 hex digits.
     pub public_key: String,
 }
 
 /// The answer when a provider has no usable keys, as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeysUnavailableSpec {
+    /// The status to answer, 400 to 599 (default 503).
     #[serde(default = "default_unavailable_status")]
     pub status: u32,
+    /// `Retry-After`, in seconds (default 5).
     #[serde(default = "default_retry_after")]
     pub retry_after_secs: u64,
 }
@@ -436,10 +466,13 @@ impl Provider {
 
 /// The verified-token cache settings as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CacheSpec {
+    /// The most verified tokens kept (`0` turns the cache off).
     #[serde(default = "default_cache_entries")]
     pub max_entries: usize,
+    /// The longest a verified token is kept, in seconds.
     #[serde(default = "default_cache_ttl")]
     pub max_ttl_secs: u64,
 }
@@ -460,13 +493,18 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct GlobalSpec {
+pub(crate) struct GlobalSpec {
+    /// Who issues tokens and with which keys: at least one provider.
     providers: Vec<ProviderSpec>,
+    /// The largest token accepted, in bytes.
     #[serde(default = "default_max_token_size")]
     max_token_size: usize,
+    /// The cache of verified tokens.
     #[serde(default)]
     cache: Option<CacheSpec>,
+    /// The `realm` of `WWW-Authenticate` challenges.
     #[serde(default)]
     realm: Option<String>,
 }

@@ -21,14 +21,19 @@ pub struct TokenRequest<'a> {
 /// A token source as written in the config: exactly one of `header` (with an optional `prefix`),
 /// `query` or `cookie`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceSpec {
+    /// A request header that holds the token.
     #[serde(default)]
     pub header: Option<String>,
+    /// What the header value starts with before the token, e.g. `Bearer ` (any case).
     #[serde(default)]
     pub prefix: Option<String>,
+    /// A query parameter that holds the token.
     #[serde(default)]
     pub query: Option<String>,
+    /// A cookie that holds the token.
     #[serde(default)]
     pub cookie: Option<String>,
 }

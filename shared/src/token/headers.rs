@@ -13,6 +13,7 @@ use serde_json::Value;
 
 /// A mapping as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimToHeaderSpec {
     /// The claim; `a.b.c` for nested claims.

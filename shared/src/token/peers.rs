@@ -141,6 +141,7 @@ impl fmt::Display for SpiffeId {
 
 /// How an allowed peer combines with the route's token requirement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PeerMode {
     /// The peer identity is enough: no token is needed (nor looked at).
@@ -163,12 +164,17 @@ impl PeerMode {
 
 /// `peers` as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeersSpec {
+    /// Allowed peer SPIFFE IDs (`spiffe://trust.domain/path`).
     #[serde(default)]
     pub spiffe_ids: Vec<String>,
+    /// Allowed trust domains: any peer SPIFFE ID in one of them.
     #[serde(default)]
     pub trust_domains: Vec<String>,
+    /// `alone`: the peer is enough; `and_token`: the token requirement must hold too;
+    /// `or_token`: an allowed peer, or else a request that meets the token requirement.
     pub mode: PeerMode,
 }
 

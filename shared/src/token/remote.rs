@@ -12,6 +12,7 @@ use serde_json::Value;
 
 /// A JWKS or discovery endpoint behind an Envoy cluster, as written in the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
     /// The Envoy cluster that serves it.
@@ -35,18 +36,25 @@ pub struct Endpoint {
 
 /// How remote keys are refreshed, as written in the config (`refresh`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshSpec {
+    /// Time between successful fetches, in seconds (default 600).
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
+    /// Timeout of one fetch, in milliseconds (default 5000).
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// First retry delay after a failure, in milliseconds (default 1000), doubled per failure.
     #[serde(default = "default_retry_base")]
     pub retry_base_ms: u64,
+    /// The longest retry delay, in milliseconds (default 10000).
     #[serde(default = "default_retry_max")]
     pub retry_max_ms: u64,
+    /// Least time between two refetches caused by unknown `kid`s, in seconds (default 30).
     #[serde(default = "default_kid_refetch")]
     pub unknown_kid_refetch_secs: u64,
+    /// Largest JWKS or discovery document accepted, in bytes (default 64 KiB).
     #[serde(default = "default_max_bytes")]
     pub max_document_bytes: usize,
 }

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 /// How many providers must accept the request's tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequireMode {
     /// One token from one of the providers.
@@ -39,47 +40,68 @@ pub enum RequireMode {
     None,
 }
 
+/// Which providers' tokens a request needs.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RequiresSpec {
+    /// `any` (default): a token from one of `providers`; `all`: a valid token for each of them;
+    /// `none`: no token is needed.
     #[serde(default)]
     mode: RequireMode,
+    /// Provider names (default: every provider).
     #[serde(default)]
     providers: Option<Vec<String>>,
 }
 
+/// Scopes the token must have: a list (all of them), or `all_of` / `any_of` sets.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 enum ScopesSpec {
     /// A list: all are required.
     All(Vec<String>),
+    /// Every scope of `all_of`, and at least one of `any_of`.
     Sets(ScopeSetsSpec),
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct ScopeSetsSpec {
+    /// Scopes the token must all have.
     #[serde(default)]
     all_of: Vec<String>,
+    /// Scopes of which the token must have at least one (empty: not checked).
     #[serde(default)]
     any_of: Vec<String>,
 }
 
+/// A token requirement: the top level's, or a rule's merged over it.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct RequirementSpec {
+pub(crate) struct RequirementSpec {
+    /// Which providers' tokens are needed: `mode` (`any`, `all`, `none`) and `providers`.
     #[serde(default)]
     requires: RequiresSpec,
+    /// A request without a token passes; a bad token is still refused.
     #[serde(default)]
     allow_missing: bool,
+    /// Every request passes; verified claims are forwarded when there are some.
     #[serde(default)]
     allow_missing_or_failed: bool,
+    /// Scopes the token must have (`scope` or `scp` claim).
     #[serde(default)]
     scopes: Option<ScopesSpec>,
+    /// Conditions on the token's claims; all must hold.
     #[serde(default)]
     claims: Vec<ClaimRuleSpec>,
+    /// Let CORS preflight requests through without a token.
     #[serde(default)]
     bypass_cors_preflight: bool,
+    /// mTLS peer identities allowed, and how that combines with the token requirement; `null` in a
+    /// rule turns an inherited one off.
     #[serde(default)]
     peers: Option<PeersSpec>,
 }

@@ -24,12 +24,18 @@ use crate::json::{parse_strict, JsonError, MAX_DEPTH_LIMIT};
 
 /// The `body` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct BodySpec {
+    /// The largest body accepted, in bytes (413 beyond it).
     pub max_size: usize,
+    /// The deepest nesting of a JSON body.
     pub max_depth: usize,
+    /// Accepted media types (`application/json`, `application/*`, `*/*`); others get a 415.
     pub content_types: Option<Vec<String>>,
+    /// Whether a request must have a body (default: `true` when there is a `schema`).
     pub required: Option<bool>,
+    /// A JSON Schema (2020-12 subset) for JSON and form bodies.
     pub schema: Option<SchemaSpec>,
 }
 

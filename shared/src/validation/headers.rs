@@ -22,12 +22,22 @@ use crate::config::ConfigError;
 
 /// The `headers` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct HeadersSpec {
+    /// The most headers a request may have (pseudo-headers not counted).
     pub max_count: usize,
+    /// The most bytes of header names and values, all headers together.
     pub max_size: usize,
+    /// Headers every request must have.
     pub required: Vec<String>,
+    /// Headers no request may have.
     pub forbidden: Vec<String>,
+    /// A rule per header name: JSON Schema keywords for one value, plus `required`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "BTreeMap<String, super::params::ParamRuleSchema<false>>")
+    )]
     pub fields: BTreeMap<String, Value>,
 }
 

@@ -76,23 +76,35 @@ pub const MAX_ERRORS_LIMIT: usize = 100;
 
 /// Enforce the rules, or only report what they would reject.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Refuse what the rules refuse (default).
     #[default]
     Enforce,
+    /// Let it through, and log and count what would have been refused.
     Report,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
-struct PolicySpec {
+pub(crate) struct PolicySpec {
+    /// `enforce` refuses what the rules refuse; `report` only logs and counts it.
     mode: Mode,
+    /// The most violations one problem response lists (1 to 100).
     max_errors: usize,
+    /// The HTTP methods allowed (default: any); others get a 405.
     methods: Option<Vec<String>>,
+    /// Path checks: length, characters, encoded slashes, a template with typed parameters.
     path: path::PathSpec,
+    /// Query string checks: length, parameter count, rules per parameter.
     query: query::QuerySpec,
+    /// Request header checks: count, size, required and forbidden headers, value rules.
     headers: headers::HeadersSpec,
+    /// Request body checks: content types, size, depth, a JSON Schema.
     body: body::BodySpec,
+    /// Response scrubbing: sensitive members removed from JSON responses.
     scrub: scrub::ScrubSpec,
 }
 

@@ -36,6 +36,54 @@ fn take_bool(map: &mut Map<String, Value>, key: &str, at: &str) -> Result<bool, 
     }
 }
 
+/// The JSON Schema of a rule as written, for `palisade schema`: what [`ParamRule::compile`]
+/// reads. The keywords of [`super::schema::SchemaSpec`] that describe one value, `required`, and
+/// where the kind of rule has it (`MAY_REPEAT`, query parameters), `repeated`.
+#[cfg(feature = "schema")]
+pub(crate) struct ParamRuleSchema<const MAY_REPEAT: bool>;
+
+#[cfg(feature = "schema")]
+impl<const MAY_REPEAT: bool> schemars::JsonSchema for ParamRuleSchema<MAY_REPEAT> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        if MAY_REPEAT {
+            "QueryParamRule".into()
+        } else {
+            "ParamRule".into()
+        }
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let spec = <super::schema::SchemaSpec as schemars::JsonSchema>::json_schema(generator);
+        let mut properties = spec
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for keyword in super::schema::STRUCTURE_KEYWORDS {
+            properties.remove(keyword);
+        }
+        properties.insert(
+            "required".to_owned(),
+            serde_json::json!({ "description": "The value must be present.", "type": "boolean" }),
+        );
+        if MAY_REPEAT {
+            properties.insert(
+                "repeated".to_owned(),
+                serde_json::json!({
+                    "description": "The parameter may appear more than once; each value is checked.",
+                    "type": "boolean",
+                }),
+            );
+        }
+        crate::schema::to_schema(serde_json::json!({
+            "description": "A rule for one text value: JSON Schema keywords (`type`, `minLength`, `pattern`, `format`, `enum`, `minimum`, ...) and presence flags.",
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
+        }))
+    }
+}
+
 impl ParamRule {
     /// Compiles a rule; `at` is its place in the config. `may_repeat` says whether `repeated` is
     /// a field of this kind of rule.

@@ -31,6 +31,7 @@ const DECODE_ROUNDS: usize = 3;
 
 /// What to do with `%2F` / `%5C` (an encoded `/` or `\`) in a path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EncodedSlashes {
     /// Reject the request (default): upstreams disagree on whether `%2F` separates segments.
@@ -42,12 +43,23 @@ pub enum EncodedSlashes {
 
 /// The `path` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "PathChecks"))]
 #[serde(default, deny_unknown_fields)]
 pub struct PathSpec {
+    /// The longest path accepted, in bytes (without the query string).
     pub max_length: usize,
+    /// What to do with `%2F` / `%5C` (an encoded `/` or `\`).
     pub encoded_slashes: EncodedSlashes,
+    /// A regex for one character that every character of the decoded path must match.
     pub allowed_characters: Option<String>,
+    /// A path template with `{name}` segments, e.g. `/users/{id}`, whose values `params` checks.
     pub template: Option<String>,
+    /// A rule per template parameter: JSON Schema keywords for one value.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "BTreeMap<String, super::params::ParamRuleSchema<false>>")
+    )]
     pub params: BTreeMap<String, Value>,
 }
 

@@ -24,20 +24,33 @@ use crate::config::ConfigError;
 
 /// Whether parameters without a rule are accepted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownParams {
+    /// Accept them (default).
     #[default]
     Allow,
+    /// Refuse the request.
     Reject,
 }
 
 /// The `query` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerySpec {
+    /// The longest query string accepted, in bytes.
     pub max_length: usize,
+    /// The most parameters a query may have.
     pub max_params: usize,
+    /// Whether parameters without a rule in `params` are accepted (`allow`) or refused (`reject`).
     pub unknown_params: UnknownParams,
+    /// A rule per parameter name: JSON Schema keywords for one value, plus `required` and
+    /// `repeated` (the parameter may appear more than once, each value checked).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "BTreeMap<String, super::params::ParamRuleSchema<true>>")
+    )]
     pub params: BTreeMap<String, Value>,
 }
 

@@ -46,9 +46,11 @@ use crate::json::json_equal;
 
 /// A schema as written in the configuration (a subset of JSON Schema 2020-12).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SchemaSpec {
     #[serde(rename = "type", default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "type_names_schema"))]
     pub type_: Option<Value>,
     #[serde(default)]
     pub properties: BTreeMap<String, SchemaSpec>,
@@ -56,6 +58,10 @@ pub struct SchemaSpec {
     pub required: Vec<String>,
     /// `true`, `false` or a schema.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "additional_properties_schema")
+    )]
     pub additional_properties: Option<Value>,
     #[serde(default)]
     pub min_properties: Option<usize>,
@@ -108,6 +114,48 @@ pub struct SchemaSpec {
     pub read_only: Option<Value>,
     #[serde(default)]
     pub write_only: Option<Value>,
+}
+
+/// The keywords about objects and arrays, which [`Schema::has_structure`] looks for.
+#[cfg(feature = "schema")]
+pub(crate) const STRUCTURE_KEYWORDS: [&str; 8] = [
+    "properties",
+    "required",
+    "additionalProperties",
+    "minProperties",
+    "maxProperties",
+    "items",
+    "minItems",
+    "maxItems",
+];
+
+/// The JSON Schema of `type` as [`parse_types`] reads it: a type name or a non-empty list of them
+/// (`null` is the same as leaving it out).
+#[cfg(feature = "schema")]
+fn type_names_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Types::NAMES.iter().map(|(name, _)| *name).collect();
+    crate::schema::to_schema(serde_json::json!({
+        "description": "A JSON type name, or a non-empty list of them.",
+        "anyOf": [
+            { "enum": names },
+            { "type": "array", "items": { "enum": names }, "minItems": 1 },
+            { "type": "null" },
+        ],
+    }))
+}
+
+/// The JSON Schema of `additionalProperties` as [`Schema::compile`] reads it (`null` is the same
+/// as leaving it out).
+#[cfg(feature = "schema")]
+fn additional_properties_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::schema::to_schema(serde_json::json!({
+        "description": "`true` (default), `false`, or a schema for the members not in `properties`.",
+        "anyOf": [
+            { "type": "boolean" },
+            generator.subschema_for::<SchemaSpec>(),
+            { "type": "null" },
+        ],
+    }))
 }
 
 /// `"const": null` is a constant, not an absent keyword.
@@ -379,6 +427,8 @@ impl Schema {
     }
 
     /// Whether the schema says anything about objects or arrays (parameter rules may not).
+    /// Whether the schema says anything about objects or arrays (a rule for a text value may not):
+    /// the keywords of `STRUCTURE_KEYWORDS`.
     pub(crate) fn has_structure(&self) -> bool {
         !self.properties.is_empty()
             || !self.required.is_empty()

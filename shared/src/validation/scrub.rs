@@ -28,6 +28,7 @@ const MAX_DEPTH: usize = 128;
 
 /// What happens to a response that cannot be scrubbed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Send it unchanged (and count it).
@@ -39,12 +40,18 @@ pub enum OnFailure {
 
 /// The `scrub` section as written.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrubSpec {
+    /// Member names removed at any depth (ASCII case-insensitive).
     pub fields: Vec<String>,
+    /// JSON pointers of members removed; a `*` segment matches any member or array index.
     pub pointers: Vec<String>,
+    /// The largest response body scrubbed, in bytes; a larger one goes to `on_failure`.
     pub max_body_size: usize,
+    /// The response media types scrubbed (default: JSON ones).
     pub content_types: Option<Vec<String>>,
+    /// What happens to a response that cannot be scrubbed.
     pub on_failure: OnFailure,
 }
 
