@@ -425,7 +425,7 @@ fn infer_from_file_name(path: &Path) -> Option<Filter> {
 /// The one filter whose distinctive top-level fields the document uses.
 fn infer_from_keys(doc: &Value) -> Option<Filter> {
     let keys = doc.as_object()?;
-    let hints: [(Filter, &[&str]); 4] = [
+    let hints: [(Filter, &[&str]); 5] = [
         (
             Filter::SecurityHeaders,
             &[
@@ -445,6 +445,15 @@ fn infer_from_keys(doc: &Value) -> Option<Filter> {
             &["limits", "store", "distributed", "auth_failure"],
         ),
         (Filter::InputValidation, &["body", "scrub", "query", "path"]),
+        (
+            Filter::Combined,
+            &[
+                "security_headers",
+                "rate_limit",
+                "token_auth",
+                "input_validation",
+            ],
+        ),
     ];
     let mut found = hints
         .iter()

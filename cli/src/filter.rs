@@ -10,15 +10,26 @@ pub enum Filter {
     TokenAuth,
     RateLimit,
     InputValidation,
+    /// The four policies in one module, one section each (`palisade::combined`).
+    Combined,
 }
 
 impl Filter {
-    /// Every filter, in the order of the chain.
-    pub const ALL: [Filter; 4] = [
+    /// The single-policy filters, in the order of the chain.
+    pub const POLICIES: [Filter; 4] = [
         Filter::SecurityHeaders,
         Filter::RateLimit,
         Filter::TokenAuth,
         Filter::InputValidation,
+    ];
+
+    /// Every module: the single-policy filters, then the combined one.
+    pub const ALL: [Filter; 5] = [
+        Filter::SecurityHeaders,
+        Filter::RateLimit,
+        Filter::TokenAuth,
+        Filter::InputValidation,
+        Filter::Combined,
     ];
 
     /// The filter's name as users write it (`security-headers`): its directory under `filters/`.
@@ -28,6 +39,7 @@ impl Filter {
             Filter::TokenAuth => "token-auth",
             Filter::RateLimit => "rate-limit",
             Filter::InputValidation => "input-validation",
+            Filter::Combined => "combined",
         }
     }
 
@@ -38,6 +50,7 @@ impl Filter {
             Filter::TokenAuth => "token_auth",
             Filter::RateLimit => "rate_limit",
             Filter::InputValidation => "input_validation",
+            Filter::Combined => "combined",
         }
     }
 
@@ -71,6 +84,7 @@ impl Filter {
             Filter::InputValidation => {
                 palisade::validation::ValidationConfig::from_slice(config).map(drop)
             }
+            Filter::Combined => palisade::combined::CombinedConfig::from_slice(config).map(drop),
         }
     }
 
@@ -82,6 +96,7 @@ impl Filter {
             Filter::TokenAuth => palisade::schema::token_auth(),
             Filter::RateLimit => palisade::schema::rate_limit(),
             Filter::InputValidation => palisade::schema::input_validation(),
+            Filter::Combined => palisade::schema::combined(),
         }
     }
 }
@@ -109,6 +124,10 @@ mod tests {
         assert_eq!(
             Filter::from_module("http://127.0.0.1:8000/palisade_token_auth.wasm?x=1"),
             Some(Filter::TokenAuth)
+        );
+        assert_eq!(
+            Filter::from_module("oci://registry.example.com/palisade/combined@sha256:00"),
+            Some(Filter::Combined)
         );
         assert_eq!(Filter::from_module("/etc/envoy/plugin.wasm"), None);
     }

@@ -15,6 +15,9 @@ pub fn warnings(filter: Filter, config: &[u8], host: &Host) -> Vec<Finding> {
             Filter::SecurityHeaders => "responses leave without hardening",
             Filter::RateLimit => "requests are not limited",
             Filter::InputValidation => "requests reach the upstream unvalidated",
+            Filter::Combined => {
+                "requests reach the upstream unauthenticated, unlimited, unvalidated and unhardened"
+            }
         };
         out.push(Finding::warning(
             Some(fail_open.path),
@@ -46,6 +49,7 @@ pub fn warnings(filter: Filter, config: &[u8], host: &Host) -> Vec<Finding> {
                 ));
             }
         }
+        Filter::Combined => sections(&doc, host, &mut out),
         Filter::InputValidation => {
             if str_at(&doc, &["mode"]) == Some("report") {
                 out.push(Finding::warning(
@@ -56,6 +60,28 @@ pub fn warnings(filter: Filter, config: &[u8], host: &Host) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// The combined module: each section's warnings as that policy's own filter gives them, with the
+/// section in the path (the fail-open warning is the module's, given once).
+fn sections(doc: &Value, host: &Host, out: &mut Vec<Finding>) {
+    let inner = Host {
+        fail_open: None,
+        ..host.clone()
+    };
+    for filter in Filter::POLICIES {
+        let Some(section) = doc.get(filter.ident()).filter(|v| v.is_object()) else {
+            continue;
+        };
+        let bytes = section.to_string().into_bytes();
+        for mut finding in warnings(filter, &bytes, &inner) {
+            finding.path = Some(match finding.path {
+                Some(path) => format!("{}.{path}", filter.ident()),
+                None => filter.ident().to_owned(),
+            });
+            out.push(finding);
+        }
+    }
 }
 
 fn str_at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a str> {

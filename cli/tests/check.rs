@@ -114,6 +114,10 @@ fn the_chained_config_and_the_manifests_name_each_filter() {
 /// (fixture, the error line it must print)
 const BROKEN: &[(&str, &str)] = &[
     (
+        "combined-broken.json",
+        "combined: rate_limit.limits[0].per: unknown variant `fortnight`",
+    ),
+    (
         "security-headers-unknown-field.json",
         "security-headers: hsts.max_agee: unknown field `max_agee`, expected one of `max_age`",
     ),
@@ -226,6 +230,13 @@ fn the_filter_can_be_named_explicitly() {
 /// (fixture, warnings it must print, in order)
 const RISKY: &[(&str, &[&str])] = &[
     (
+        "combined-risky.json",
+        &[
+            "combined: rate_limit.store.on_error: `allow`",
+            "combined: input_validation.mode: `report`",
+        ],
+    ),
+    (
         "envoy-risky.yaml",
         &[
             "security-headers (http filter palisade.security_headers): preset: `none` and nothing else configured",
@@ -299,5 +310,18 @@ fn usage_errors_and_unreadable_files_exit_2() {
             .starts_with("error: cli/tests/fixtures/does-not-exist.json: cannot read:"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn the_combined_module_fails_on_deny_warnings_and_names_itself() {
+    let strict = palisade(&["check", "--deny-warnings", &fixture("combined-risky.json")]);
+    assert_ne!(strict.code, 0);
+    let run = palisade(&["check", "envoy-config/combined.yaml"]);
+    assert!(
+        run.stdout
+            .contains("ok: envoy-config/combined.yaml: combined (http filter palisade.combined)"),
+        "{}",
+        run.stdout
     );
 }

@@ -241,7 +241,7 @@ fn refused_by_both(filter: Filter, config: &Value, field: &str) {
 
 #[test]
 fn an_unknown_field_is_refused_by_the_schema_and_the_parser_alike() {
-    for filter in Filter::ALL {
+    for filter in Filter::POLICIES {
         // At the top level, and in a route rule.
         refused_by_both(filter, &with(filter, json!({ "colour": "red" })), "colour");
         let rule = json!({ "rules": [ { "match": { "path": { "prefix": "/a" } }, "colour": 1 } ] });
@@ -398,7 +398,7 @@ fn a_rule_needs_only_match_and_inherits_the_rest() {
         );
     }
     // But a rule without `match` is refused by both.
-    for filter in Filter::ALL {
+    for filter in Filter::POLICIES {
         refused_by_both(
             filter,
             &with(filter, json!({ "rules": [ { "name": "a" } ] })),
@@ -423,7 +423,7 @@ fn a_rule_needs_only_match_and_inherits_the_rest() {
 
 #[test]
 fn each_schema_is_a_valid_draft_2020_12_schema_with_a_title_and_no_id() {
-    for filter in Filter::ALL {
+    for filter in Filter::POLICIES {
         let schema = filter.schema();
         if let Err(e) = jsonschema::meta::validate(&schema) {
             panic!("{}: not a valid JSON Schema: {e}", filter.name());
@@ -500,12 +500,12 @@ fn property_names(schema: &Value) -> BTreeSet<String> {
 /// fields are the same policy fields, `match` and `name`.
 #[test]
 fn the_schema_has_exactly_the_fields_the_parser_reads() {
-    for filter in Filter::ALL {
+    for filter in Filter::POLICIES {
         let schema = filter.schema();
         let top_level_only: &[&str] = match filter {
             Filter::TokenAuth => &palisade::token::config::TOP_LEVEL_KEYS,
             Filter::RateLimit => palisade::ratelimit::config::TOP_LEVEL_ONLY,
-            Filter::SecurityHeaders | Filter::InputValidation => &[],
+            Filter::SecurityHeaders | Filter::InputValidation | Filter::Combined => &[],
         };
         let unknown = parse(filter, &with(filter, json!({ "zzz": 1 }))).expect_err("zzz");
         let policy = expected_fields(&unknown);
@@ -621,4 +621,50 @@ fn the_help_text_names_the_schema_command() {
             run.stdout
         );
     }
+}
+
+/// The combined module's schema is the four policies' schemas, one per section: the same
+/// mistakes are refused at the same paths, with the section in front.
+#[test]
+fn the_combined_schema_is_the_four_schemas_by_section() {
+    let schema = Filter::Combined.schema();
+    if let Err(e) = jsonschema::meta::validate(&schema) {
+        panic!("combined: not a valid JSON Schema: {e}");
+    }
+    for filter in Filter::POLICIES {
+        let section = filter.ident();
+        let embedded = &schema["properties"][section]["anyOf"][0];
+        let mut own = filter.schema();
+        if let Some(own) = own.as_object_mut() {
+            own.remove("$schema");
+        }
+        let mut embedded = embedded.clone();
+        if let Some(embedded) = embedded.as_object_mut() {
+            embedded.remove("$id");
+        }
+        assert_eq!(embedded, own, "{section}: the policy's own schema");
+        // A mistake inside a section, refused by both at the section's path.
+        let inside = json!({ section: with(filter, json!({ "colour": "red" })) });
+        refused_by_both(Filter::Combined, &inside, &format!("{section}.colour"));
+        let rule = json!({ section: with(filter, json!({ "rules": [ { "name": "a" } ] })) });
+        refused_by_both(Filter::Combined, &rule, &format!("{section}.rules[0]"));
+    }
+    refused_by_both(
+        Filter::Combined,
+        &json!({ "security_headers": {}, "rate_limits": {} }),
+        "rate_limits",
+    );
+    refused_by_both(
+        Filter::Combined,
+        &json!({ "security_headers": "strict" }),
+        "security_headers",
+    );
+    // Nothing at all: refused by both (the schema at the root).
+    assert!(parse(Filter::Combined, &json!({})).is_err());
+    assert!(!schema_errors(Filter::Combined, &json!({})).is_empty());
+    assert!(schema_errors(
+        Filter::Combined,
+        &json!({ "input_validation": {}, "token_auth": null })
+    )
+    .is_empty());
 }

@@ -373,3 +373,37 @@ pub(crate) fn object_or_json_string(_: &mut SchemaGenerator) -> Schema {
         "type": ["object", "string"],
     }))
 }
+
+/// The schema of the combined module's configuration: one section per policy, each exactly that
+/// policy's schema (embedded as its own resource, so its `$defs` stay its own), or `null`.
+pub fn combined() -> Value {
+    let sections = [
+        ("security_headers", "security-headers", security_headers()),
+        ("rate_limit", "rate-limit", rate_limit()),
+        ("token_auth", "token-auth", token_auth()),
+        ("input_validation", "input-validation", input_validation()),
+    ];
+    let mut properties = Map::new();
+    for (section, filter, mut schema) in sections {
+        if let Some(schema) = schema.as_object_mut() {
+            schema.remove("$schema");
+            schema.insert(
+                "$id".to_owned(),
+                Value::String(format!("urn:palisade:schema:{filter}")),
+            );
+        }
+        properties.insert(
+            section.to_owned(),
+            json!({ "anyOf": [ schema, { "type": "null" } ] }),
+        );
+    }
+    json!({
+        "$schema": DIALECT,
+        "title": "Palisade combined configuration",
+        "description": "The four policies in one module: each section is exactly that policy's own filter configuration; a section left out (or null) is a policy that does not run. At least one is required.",
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+        "minProperties": 1,
+    })
+}
