@@ -111,7 +111,7 @@ wrk:
 
 bench: deps build wrk
 	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build --release --target $(WASM_TARGET) -p palisade-bench-noop
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 ## --- shipping: config checks and dependency audit (issue 7) ----------------------------------------
 

@@ -455,11 +455,39 @@ def main():
     out.append("")
     text = "\n".join(out)
     print(text)
-    if not args.only:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(f"written to {args.out}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    if args.only:
+        # A partial run replaces only its groups' sections (and the sizes) in the last full report,
+        # and says when they were measured.
+        if not os.path.exists(args.out):
+            return
+        with open(args.out, encoding="utf-8") as f:
+            text = merge_sections(f.read(), results, sizes, args)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"written to {args.out}")
+
+
+def sections(text):
+    """{heading: body} of a report's `## ` sections, in order, plus the text before them."""
+    head, *parts = text.split("\n## ")
+    out = {}
+    for part in parts:
+        title, _, body = part.partition("\n")
+        out[title] = body
+    return head, out
+
+
+def merge_sections(old, results, sizes, args):
+    head, parts = sections(old)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for name, rows in results.items():
+        parts[name] = (f"\nRe-measured by `make bench BENCH_ARGS=\"--only '{args.only}'\"` on {stamp} "
+                       f"({args.rounds} interleaved rounds of {args.seconds} s).\n\n{table(rows)}\n")
+    sizes_lines = ["", "| module | bytes | KiB |", "|---|---:|---:|"]
+    sizes_lines += [f"| {f} | {n} | {n / 1024:.0f} |" for f, n in sizes.items()]
+    parts[".wasm sizes"] = "\n".join(sizes_lines) + "\n"
+    return head + "".join(f"\n## {title}\n{body}" for title, body in parts.items())
 
 
 if __name__ == "__main__":
