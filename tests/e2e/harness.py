@@ -229,3 +229,14 @@ def run_to_exit(config, timeout=30):
     logs = envoy.logs()
     envoy.stop()
     return code, logs
+
+
+def wait_until(check, timeout=15, step=0.2):
+    """Polls `check` until it returns something truthy (returned) or `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(step)
+    return check()

@@ -22,13 +22,7 @@ def shipped():
     return json.loads(plugin["typed_config"]["config"]["configuration"]["value"])
 
 
-def wait_until(check, timeout=15, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
+wait_until = harness.wait_until
 
 
 @pytest.fixture

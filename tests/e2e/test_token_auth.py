@@ -14,14 +14,7 @@ from tokens import AUDIENCE, ISSUER, JwksServer, Key
 F = "palisade.token_auth"
 
 
-def wait_until(check, timeout=15, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(step)
-    return check()
+wait_until = harness.wait_until
 
 
 def provider(**extra):

@@ -8,7 +8,6 @@ import os
 import shutil
 import ssl
 import tempfile
-import time
 
 import pytest
 
@@ -23,13 +22,7 @@ REPORTING = "spiffe://cluster.local/ns/payments/sa/reporting"
 STRANGER = "spiffe://evil.example/ns/payments/sa/checkout"
 
 
-def wait_until(check, timeout=15, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
+wait_until = harness.wait_until
 
 
 @pytest.fixture(scope="module")
