@@ -287,6 +287,52 @@ def groups():
 
 # --- measuring ----------------------------------------------------------------------------------
 
+class Instructions:
+    """User-space instructions retired by every thread of a process (Linux perf_event_open).
+
+    Unlike CPU time, the count barely moves when the machine is busy or its clock changes, so it
+    is the steadiest figure of what a filter costs per request. `None` where the kernel or the
+    virtual machine gives no hardware counters.
+    """
+
+    PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
+
+    def __init__(self, pid):
+        import ctypes
+        import platform
+
+        self.fds = []
+        nr = self.PERF_EVENT_OPEN.get(platform.machine())
+        if nr is None:
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        class Attr(ctypes.Structure):
+            _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
+                        ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
+                        ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64),
+                        ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32),
+                        ("config1", ctypes.c_uint64), ("config2", ctypes.c_uint64),
+                        ("rest", ctypes.c_uint64 * 8)]
+
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            attr = Attr(type=0, size=ctypes.sizeof(Attr), config=1)  # PERF_COUNT_HW_INSTRUCTIONS
+            attr.flags = (1 << 5) | (1 << 6)  # exclude_kernel, exclude_hv
+            fd = libc.syscall(nr, ctypes.byref(attr), int(tid), -1, -1, 0)
+            if fd >= 0:
+                self.fds.append(fd)
+
+    def read(self):
+        if not self.fds:
+            return None
+        return sum(int.from_bytes(os.read(fd, 8), "little") for fd in self.fds)
+
+    def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -361,15 +407,19 @@ def bench_group(name, make_entries, rounds, seconds, connections, workdir):
             port, admin = harness.free_port(), harness.free_port()
             cfg = envoy_config(port, admin, en["filters"], en["route"],
                                upstream.port if en["upstream"] else None)
-            envoys.append((en, script, start(cfg)))
+            e = start(cfg)
+            e.instructions = Instructions(e.proc.pid)
+            envoys.append((en, script, e))
         for _, script, e in envoys:  # warm-up
             run_wrk(e.port, 1, connections, script=script)
         samples = {en["label"]: [] for en, _, _ in envoys}
         for r in range(rounds):
             for en, script, e in envoys:
-                before = cpu_ticks(e.proc.pid)
+                before, instr = cpu_ticks(e.proc.pid), e.instructions.read()
                 res = run_wrk(e.port, seconds, connections, script=script)
                 res["cpu_us"] = (cpu_ticks(e.proc.pid) - before) / CLK_TCK * 1e6 / max(res["requests"], 1)
+                after = e.instructions.read()
+                res["kinstr"] = (after - instr) / 1000 / max(res["requests"], 1) if instr is not None else None
                 samples[en["label"]].append(res)
             print(f"  {name}: round {r + 1}/{rounds} done", flush=True)
         rows = []
@@ -382,6 +432,8 @@ def bench_group(name, make_entries, rounds, seconds, connections, workdir):
                 "p50": statistics.median(x["p50"] for x in s_),
                 "p99": statistics.median(x["p99"] for x in s_),
                 "cpu_us": statistics.median(x["cpu_us"] for x in s_),
+                "kinstr": (statistics.median(x["kinstr"] for x in s_)
+                           if all(x["kinstr"] is not None for x in s_) else None),
                 "non2xx": sum(x["non2xx"] for x in s_) / max(sum(x["requests"] for x in s_), 1),
                 "rss_mib": rss_mib(e.proc.pid),
                 "wasm": en["wasm"],
@@ -389,6 +441,7 @@ def bench_group(name, make_entries, rounds, seconds, connections, workdir):
         return rows
     finally:
         for _, _, e in envoys:
+            e.instructions.close()
             e.stop()
         if upstream:
             upstream.stop()
@@ -398,16 +451,29 @@ def table(rows):
     base = next((r for r in rows if r["config"].startswith(("baseline", "upstream only"))), None)
     floor_ = next((r for r in rows if r["config"].startswith("wasm floor")), None)
     lines = [
-        "| configuration | req/s | p50 µs | p99 µs | CPU µs/req | + µs vs baseline | + µs vs wasm floor | req/s vs baseline | non-2xx | RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| configuration | req/s | p50 µs | p99 µs | CPU µs/req | + µs vs baseline | + µs vs wasm floor "
+        "| k instr/req | + k instr vs baseline | + k instr vs wasm floor | req/s vs baseline | non-2xx | RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def num(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    def diff(r, ref, key):
+        if ref is None or r[key] is None or ref[key] is None:
+            return None
+        return r[key] - ref[key]
+
     for r in rows:
-        added = r["cpu_us"] - base["cpu_us"] if base else float("nan")
-        over_floor = r["cpu_us"] - floor_["cpu_us"] if floor_ and r["wasm"] and r is not floor_ else None
+        added = diff(r, base, "cpu_us")
+        over_floor = diff(r, floor_, "cpu_us") if r["wasm"] and r is not floor_ else None
+        k_added = diff(r, base, "kinstr")
+        k_over_floor = diff(r, floor_, "kinstr") if r["wasm"] and r is not floor_ else None
         vs_base = r["rps"] / base["rps"] if base else float("nan")
         lines.append(
             f"| {r['config']} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['cpu_us']:.2f} | "
-            f"{added:+.2f} | {f'{over_floor:+.2f}' if over_floor is not None else '–'} | {vs_base:.2f}x | "
+            f"{num(added, '+.2f')} | {num(over_floor, '+.2f')} | {num(r['kinstr'], '.1f')} | "
+            f"{num(k_added, '+.1f')} | {num(k_over_floor, '+.1f')} | {vs_base:.2f}x | "
             f"{r['non2xx']:.0%} | {r['rss_mib']:.1f} |"
         )
     return "\n".join(lines)

@@ -9,6 +9,7 @@ Envoy spreads over both workers.
 import concurrent.futures
 import http.client
 import re
+import time
 
 import harness
 
@@ -51,6 +52,31 @@ def test_exact_limit_across_two_workers(envoy):
     # Both workers served traffic (otherwise this would not test cross-worker exactness).
     workers = [v for k, v in e.stats().items() if re.match(r"listener\.127\.0\.0\.1_\d+\.worker_\d+\.downstream_rq_completed", k)]
     assert len([w for w in workers if w > 0]) in (0, 2) or len(workers) == 0
+
+
+def test_busy_limit_admits_from_worker_reservations_and_stays_exact(envoy):
+    """A limit with a burst of 128 or more is mostly decided from each worker's reservation
+    (no shared-data round trip), and still admits exactly its limit across two workers."""
+    e = envoy("rate-limit.yaml", rl([{"name": "busy", "requests": 400, "per": "day", "key": {"constant": "all"}}]),
+              concurrency=2)
+    first = fire(e.port, 600, connections=8)
+    # Reservations end within 200 ms; what they left unused goes back to the store.
+    time.sleep(0.5)
+    rest = fire(e.port, 100, connections=8)
+    statuses = [r.status for r in first + rest]
+    assert statuses.count(200) == 400, statuses.count(200)
+    assert statuses.count(429) == 300
+    assert e.counter("palisade_rate_limit_allowed_total") == 400
+    reserved = harness.wait_until(lambda: e.counter("palisade_rate_limit_admitted_from_reservation_total"))
+    assert 0 < reserved < 400, reserved
+
+
+def test_small_limits_are_never_reserved(envoy):
+    e = envoy("rate-limit.yaml", rl([{"name": "small", "requests": 100, "per": "day", "key": {"constant": "all"}}]))
+    statuses = [r.status for r in fire(e.port, 120, connections=4)]
+    assert statuses.count(200) == 100
+    time.sleep(0.3)  # a tick would have added any reservation's admissions
+    assert e.counter("palisade_rate_limit_admitted_from_reservation_total") == 0
 
 
 def test_429_carries_retry_after_ratelimit_headers_and_json(envoy):

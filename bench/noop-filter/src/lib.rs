@@ -29,6 +29,8 @@ struct Probes {
     set_response_headers: bool,
     set_response_header: bool,
     time: bool,
+    add11_each: bool,
+    add11_map: bool,
 }
 
 #[derive(Default)]
@@ -64,6 +66,8 @@ impl RootContext for Root {
             set_response_headers: has("set_response_headers"),
             set_response_header: has("set_response_header"),
             time: has("time"),
+            add11_each: has("add11_each"),
+            add11_map: has("add11_map"),
         });
         if self.probes.shared_cas {
             let _ = hostcalls::set_shared_data("palisade.bench", Some(&[0u8; 16]), None);
@@ -125,9 +129,44 @@ impl HttpContext for Noop {
                 }
             }
         }
+        if p.add11_each {
+            for (k, v) in ELEVEN {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
+            }
+            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "server");
+        }
+        if p.add11_map {
+            if let Ok(headers) = hostcalls::get_map(MapType::HttpResponseHeaders) {
+                let mut pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .filter(|(k, _)| k != "server")
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                pairs.extend(ELEVEN);
+                let _ = hostcalls::set_map(MapType::HttpResponseHeaders, pairs);
+            }
+        }
         if p.set_response_header {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "x-bench", Some("1"));
         }
         Action::Continue
     }
 }
+
+/// Eleven header writes, as a security-headers preset makes.
+const ELEVEN: [(&str, &str); 11] = [
+    ("cache-control", "no-store, max-age=0"),
+    (
+        "content-security-policy",
+        "default-src 'self'; frame-ancestors 'none'",
+    ),
+    ("cross-origin-embedder-policy", "require-corp"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("permissions-policy", "camera=(), microphone=()"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-frame-options", "deny"),
+    ("x-permitted-cross-domain-policies", "none"),
+];

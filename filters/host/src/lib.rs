@@ -48,7 +48,7 @@ impl HostCounter {
 
 impl Counter for HostCounter {
     fn add(&self, delta: u64) {
-        if let Some(id) = self.0 {
+        if let (Some(id), true) = (self.0, delta > 0) {
             let delta = i64::try_from(delta).unwrap_or(i64::MAX);
             let _ = hostcalls::increment_metric(id, delta);
         }
@@ -146,11 +146,6 @@ pub fn now_nanos() -> u64 {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// The host's clock, in whole seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    now_nanos() / 1_000_000_000
 }
 
 /// Shared data (one store for every worker VM with the same `vm_id`): the value and its CAS.

@@ -13,11 +13,13 @@ use log::warn;
 use palisade::metrics::Counter;
 use palisade::ratelimit::headers::shadow_mark;
 use palisade::ratelimit::key::Reads;
+use palisade::ratelimit::lease::TICK_MS;
 use palisade::ratelimit::rls::{self, BackendError, Decision};
 use palisade::ratelimit::store::{CasStore, StoreError, Versioned};
-use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
+use palisade::ratelimit::{Leases, Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use palisade_host::pipeline::{Flow, Request, Response, Stage, StageRoot};
 use palisade_host::{self as host, HostCounter, SharedWriteError};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -52,6 +54,7 @@ struct Metrics {
     store_errors: HostCounter,
     backend_errors: HostCounter,
     backend_timeouts: HostCounter,
+    admitted_from_reservation: HostCounter,
 }
 
 impl Metrics {
@@ -68,6 +71,7 @@ impl Metrics {
             store_errors: c("store_errors"),
             backend_errors: c("backend_errors"),
             backend_timeouts: c("backend_timeouts"),
+            admitted_from_reservation: c("admitted_from_reservation"),
         }
     }
 
@@ -89,11 +93,13 @@ impl Metrics {
     }
 }
 
-/// The per-VM half: the compiled config, what it reads, its metrics.
+/// The per-VM half: the compiled config, what it reads, its metrics, and this worker's
+/// reservations (`palisade::ratelimit::lease`).
 pub struct Root {
     config: Rc<RateLimitConfig>,
     metrics: Metrics,
     reads: Reads,
+    leases: Rc<RefCell<Leases>>,
 }
 
 impl Root {
@@ -107,6 +113,7 @@ impl Root {
             reads: config.reads(),
             config: Rc::new(config),
             metrics: Metrics::define(),
+            leases: Rc::default(),
         })
     }
 }
@@ -117,10 +124,29 @@ impl StageRoot for Root {
             config: Rc::clone(&self.config),
             metrics: self.metrics,
             reads: self.reads,
+            leases: Rc::clone(&self.leases),
             plan: None,
             pending: None,
             response_headers: Vec::new(),
         })
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        self.config
+            .reserves()
+            .then_some(Duration::from_millis(TICK_MS))
+    }
+
+    fn on_tick(&mut self) {
+        let (unused, admitted) = {
+            let mut leases = self.leases.borrow_mut();
+            (leases.tick(), leases.take_admitted())
+        };
+        self.metrics.admitted_from_reservation.add(admitted);
+        if !unused.is_empty() {
+            self.config
+                .give_back(&SharedData, &unused, host::now_nanos());
+        }
     }
 }
 
@@ -129,6 +155,7 @@ struct Limit {
     metrics: Metrics,
     /// What the config needs read from each request.
     reads: Reads,
+    leases: Rc<RefCell<Leases>>,
     /// Kept for the response when it has auth-failure throttles.
     plan: Option<Plan>,
     /// The call of a request paused while the RLS backend is asked, its plan, and when it was
@@ -139,9 +166,17 @@ struct Limit {
 }
 
 impl Limit {
-    /// The local limits' verdict (local mode, and the `local` failure mode).
-    fn local_verdict(&self, plan: &Plan) -> Verdict {
-        match self.config.check(&SharedData, plan, host::now_nanos()) {
+    /// The local limits' verdict (local mode, and the `local` failure mode): from this worker's
+    /// reservations when it can, otherwise from shared data.
+    fn local_verdict(&self, plan: &Plan, req: &mut Request) -> Verdict {
+        let checked = if self.config.distributed.is_some() {
+            self.config.check(&SharedData, plan, req.now_nanos())
+        } else {
+            let mut leases = self.leases.borrow_mut();
+            self.config
+                .check_reserving(&SharedData, plan, || req.now_nanos(), &mut leases)
+        };
+        match checked {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.store_errors.inc();
@@ -163,7 +198,7 @@ impl Limit {
         }
         let verdict = match rls::decide(&self.config, &plan, &answer) {
             Decision::Act(v) => v,
-            Decision::DecideLocally => self.local_verdict(&plan),
+            Decision::DecideLocally => self.local_verdict(&plan, req),
             Decision::Unavailable(reply) => {
                 host::send_error(&reply, &[]);
                 return Flow::Answered;
@@ -210,23 +245,26 @@ impl Stage for Limit {
             self.metrics.unlimited.inc();
             return Flow::Continue;
         }
-        let now = host::now_nanos();
-
-        match config.auth_blocked_for(&SharedData, &plan, now) {
-            Ok(Some(remaining)) => {
-                self.metrics.auth_blocked.inc();
-                host::send_error(&config.blocked_response(&plan, remaining), &[]);
-                return Flow::Answered;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.metrics.store_errors.inc();
-                warn!("palisade {FILTER}: auth-failure state unavailable: {e}");
+        // The clock only when something needs it: a request admitted from this worker's
+        // reservations needs none.
+        if !plan.throttles.is_empty() {
+            match config.auth_blocked_for(&SharedData, &plan, req.now_nanos()) {
+                Ok(Some(remaining)) => {
+                    self.metrics.auth_blocked.inc();
+                    host::send_error(&config.blocked_response(&plan, remaining), &[]);
+                    return Flow::Answered;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    warn!("palisade {FILTER}: auth-failure state unavailable: {e}");
+                }
             }
         }
 
         if let (Some(d), Some(message)) = (&config.distributed, rls::request_for(&config, &plan)) {
             let timeout = Duration::from_millis(u64::from(d.timeout_ms));
+            let now = req.now_nanos();
             return match host::grpc_call(&d.cluster, rls::SERVICE, rls::METHOD, &message, timeout) {
                 Some(token) => {
                     self.pending = Some((token, plan, now));
@@ -235,7 +273,7 @@ impl Stage for Limit {
                 None => self.decide_distributed(req, plan, Err(BackendError::Dispatch)),
             };
         }
-        let verdict = self.local_verdict(&plan);
+        let verdict = self.local_verdict(&plan, req);
         self.act(req, plan, &verdict)
     }
 
@@ -291,7 +329,7 @@ impl Stage for Limit {
             grpc_status: status_code,
             size: message_size,
             message: message.as_deref(),
-            elapsed_ns: host::now_nanos().saturating_sub(asked),
+            elapsed_ns: req.now_nanos().saturating_sub(asked),
         };
         let answer = rls::read_answer(d.timeout_ms, &end);
         Some(self.decide_distributed(req, plan, answer))

@@ -29,6 +29,7 @@ use super::auth_failure::{self, AuthThrottle, Recorded};
 use super::gcra::{Period, Rate, RateError, NANOS_PER_SEC};
 use super::headers;
 use super::key::{Key, KeySpec, KeyValue, MissingKey, Reads, RequestFacts};
+use super::lease::Leases;
 use super::limiter::{self, CheckItem, Limit, Verdict};
 use super::state::{Table, WhenFull};
 use super::store::{ensure_keys, CasStore, StoreError};
@@ -212,6 +213,12 @@ pub struct StoreSpec {
     /// it through.
     #[serde(default)]
     pub on_error: OnStoreError,
+    /// Let each worker reserve a few requests of a busy limit (at most 1/64 of its burst, 32 at
+    /// most, only for bursts of 128 or more) and admit them without a shared-data round trip for
+    /// up to 200 ms: a limit may then admit one reservation per worker more than its exact
+    /// allowance. Default true; false decides every request against shared data.
+    #[serde(default = "yes")]
+    pub reserve: bool,
 }
 
 fn default_prefix() -> String {
@@ -223,6 +230,7 @@ impl Default for StoreSpec {
         StoreSpec {
             key_prefix: default_prefix(),
             on_error: OnStoreError::default(),
+            reserve: true,
         }
     }
 }
@@ -713,6 +721,77 @@ impl RateLimitConfig {
             })
             .collect();
         limiter::check(store, &items, now)
+    }
+
+    /// As [`RateLimitConfig::check`], admitting from this worker's reservations when it can
+    /// (then without reading the clock: `now` is only called when the store is asked) and
+    /// reserving for the next requests when `store.reserve` is on ([`super::lease`]).
+    pub fn check_reserving<S: CasStore + ?Sized>(
+        &self,
+        store: &S,
+        plan: &Plan,
+        now: impl FnOnce() -> u64,
+        leases: &mut Leases,
+    ) -> Result<Verdict, StoreError> {
+        if !self.store.reserve {
+            return self.check(store, plan, now());
+        }
+        if let Some(verdict) = leases.admit(&self.limits, &plan.checks) {
+            return Ok(verdict);
+        }
+        let now = now();
+        let want = leases.wanted(&self.limits, &plan.checks);
+        let items: Vec<CheckItem<'_>> = plan
+            .checks
+            .iter()
+            .filter_map(|c| {
+                self.limits.get(c.limit).map(|limit| CheckItem {
+                    limit,
+                    key: &c.key,
+                    shadow: c.shadow,
+                })
+            })
+            .collect();
+        let verdict = limiter::check_reserving(store, &items, now, &want)?;
+        let unused = leases.keep(&plan.checks, &verdict);
+        self.give_back(store, &unused, now);
+        Ok(verdict)
+    }
+
+    /// Whether any limit can be reserved from (the filter then ticks [`Leases::tick`] every
+    /// [`super::lease::TICK_MS`]).
+    pub fn reserves(&self) -> bool {
+        self.store.reserve
+            && self.distributed.is_none()
+            && self
+                .limits
+                .iter()
+                .any(|l| super::lease::reservation_size(l) > 0)
+    }
+
+    /// Gives reserved requests nobody used back to the store (best effort: one that cannot be
+    /// written leaves its limit stricter for a moment). Returns how many were given back.
+    pub fn give_back<S: CasStore + ?Sized>(
+        &self,
+        store: &S,
+        unused: &[super::lease::Unused],
+        now: u64,
+    ) -> u64 {
+        let mut given = 0;
+        for u in unused {
+            let Some(limit) = self.limits.get(u.limit) else {
+                continue;
+            };
+            let Ok(slot) = limit.table.read(store, &u.key, now) else {
+                continue;
+            };
+            if slot.current.is_some() && !slot.overflow {
+                if let Ok(true) = limiter::give_back(store, limit, &slot, now, u.requests) {
+                    given += u64::from(u.requests);
+                }
+            }
+        }
+        given
     }
 
     /// The verdict to act on when [`RateLimitConfig::check`] failed: per `store.on_error`,

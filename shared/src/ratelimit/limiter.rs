@@ -75,6 +75,9 @@ pub struct LimitStatus {
     pub overflow: bool,
     /// Another key's entry was evicted to make room for this one.
     pub evicted: bool,
+    /// Requests counted beyond this one, reserved for this worker to admit without asking the
+    /// store again ([`super::lease`]); already included in `remaining`.
+    pub reserved: u32,
 }
 
 /// The answer for one request.
@@ -187,6 +190,20 @@ pub fn check<S: CasStore + ?Sized>(
     items: &[CheckItem<'_>],
     now: u64,
 ) -> Result<Verdict, StoreError> {
+    check_reserving(store, items, now, &[])
+}
+
+/// As [`check`], and where the request is admitted, also counts up to `reserve[i]` more requests
+/// against item `i`'s limit in the same compare-and-swap, for the worker to admit later without
+/// the store ([`super::lease`]). A reservation is only taken while the bucket keeps at least
+/// [`RESERVE_HEADROOM`] times its size after it, and never from an overflow bucket or with an
+/// eviction; [`LimitStatus::reserved`] says what was taken.
+pub fn check_reserving<S: CasStore + ?Sized>(
+    store: &S,
+    items: &[CheckItem<'_>],
+    now: u64,
+    reserve: &[u32],
+) -> Result<Verdict, StoreError> {
     if items.is_empty() {
         return Ok(Verdict::unlimited());
     }
@@ -205,6 +222,22 @@ pub fn check<S: CasStore + ?Sized>(
             .iter()
             .zip(&decisions)
             .all(|(item, d)| item.shadow || d.is_allowed());
+        // Requests reserved beyond this one, per item.
+        let extra: Vec<u32> = (0..items.len())
+            .map(|i| match (decisions.get(i), slots.get(i)) {
+                (Some(Decision::Allow { remaining, .. }), Some(slot))
+                    if admitted && !slot.overflow && !slot.evicts =>
+                {
+                    let want = reserve.get(i).copied().unwrap_or(0);
+                    if want > 0 && *remaining >= want.saturating_mul(RESERVE_HEADROOM) {
+                        want
+                    } else {
+                        0
+                    }
+                }
+                _ => 0,
+            })
+            .collect();
 
         if admitted {
             let mut written: Vec<usize> = Vec::with_capacity(items.len());
@@ -212,13 +245,21 @@ pub fn check<S: CasStore + ?Sized>(
                 let Decision::Allow { new_tat, .. } = decision else {
                     continue;
                 };
-                let bytes = slot.encode_with(words(*new_tat), now);
+                let (item, more) = match (items.get(i), extra.get(i)) {
+                    (Some(item), Some(more)) => (item, *more),
+                    _ => continue,
+                };
+                let tat = new_tat
+                    .saturating_add(u64::from(more).saturating_mul(item.limit.rate.emission_ns()));
+                let bytes = slot.encode_with(words(tat), now);
                 match store.set(&slot.store_key, &bytes, slot.cas) {
                     Ok(()) => written.push(i),
                     Err(e) => {
                         for &w in &written {
-                            if let (Some(item), Some(slot)) = (items.get(w), slots.get(w)) {
-                                refund(store, item.limit, slot, now);
+                            if let (Some(item), Some(slot), Some(more)) =
+                                (items.get(w), slots.get(w), extra.get(w))
+                            {
+                                refund(store, item.limit, slot, now, 1 + more);
                             }
                         }
                         if e == StoreError::CasMismatch {
@@ -234,7 +275,8 @@ pub fn check<S: CasStore + ?Sized>(
             .iter()
             .zip(&slots)
             .zip(&decisions)
-            .map(|((item, slot), decision)| {
+            .zip(&extra)
+            .map(|(((item, slot), decision), &reserved)| {
                 let rate = &item.limit.rate;
                 let (remaining, reset_ns, wait_ns, consumed) = match *decision {
                     Decision::Allow {
@@ -261,6 +303,7 @@ pub fn check<S: CasStore + ?Sized>(
                     wait_ns,
                     overflow: slot.overflow,
                     evicted: slot.evicts && consumed,
+                    reserved: if consumed { reserved } else { 0 },
                 }
             })
             .collect();
@@ -269,11 +312,32 @@ pub fn check<S: CasStore + ?Sized>(
     Err(StoreError::Contention(MAX_ATTEMPTS))
 }
 
-/// Gives back one request counted in `slot` (best effort: a refund that cannot be written only
-/// leaves the limit stricter than it should be for a moment).
-fn refund<S: CasStore + ?Sized>(store: &S, limit: &Limit, slot: &super::state::Slot, now: u64) {
-    let rate = limit.rate;
-    let _ = limit
+/// How many times its size a bucket must still hold after a reservation is taken from it.
+pub const RESERVE_HEADROOM: u32 = 4;
+
+/// Gives back `count` requests counted in `slot` (best effort: a refund that cannot be written
+/// only leaves the limit stricter than it should be for a moment).
+fn refund<S: CasStore + ?Sized>(
+    store: &S,
+    limit: &Limit,
+    slot: &super::state::Slot,
+    now: u64,
+    count: u32,
+) {
+    let _ = give_back(store, limit, slot, now, count);
+}
+
+/// Gives back `count` requests counted in `slot` with a compare-and-swap loop; `Ok(false)` when
+/// the entry is gone (it expired: nothing is owed).
+pub fn give_back<S: CasStore + ?Sized>(
+    store: &S,
+    limit: &Limit,
+    slot: &super::state::Slot,
+    now: u64,
+    count: u32,
+) -> Result<bool, StoreError> {
+    let back = u64::from(count).saturating_mul(limit.rate.emission_ns());
+    limit
         .table
-        .modify(store, slot, now, |w| words(rate.refund(w[0])));
+        .modify(store, slot, now, |w| words(w[0].saturating_sub(back)))
 }

@@ -12,7 +12,8 @@
 //!    [`RateLimitConfig::allowed_headers`] to the response;
 //! 5. on the response, feeds its status to [`RateLimitConfig::record_response`].
 //!
-//! Modules: [`gcra`] (the algorithm), [`store`] (the CAS store and its retry loop),
+//! Modules: [`gcra`] (the algorithm), [`store`] (the CAS store and its retry loop), [`lease`]
+//! (requests a worker reserves, to admit most requests without a store round trip),
 //! [`state`] (bounded tables and the byte encoding), [`key`] (key descriptors), [`limiter`]
 //! (several limits in one exact decision), [`config`], [`headers`], [`auth_failure`] and
 //! [`rls`] (the Envoy RLS wire format for the distributed mode).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod lease;
 pub mod limiter;
 pub mod rls;
 pub mod state;
@@ -32,6 +34,7 @@ pub mod store;
 
 pub use config::{Plan, RateLimitConfig};
 pub use key::RequestFacts;
+pub use lease::Leases;
 pub use limiter::{Outcome, Verdict};
 pub use store::{CasStore, StoreError, Versioned};
 

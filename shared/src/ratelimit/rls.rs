@@ -343,6 +343,7 @@ pub fn verdict(cfg: &RateLimitConfig, plan: &Plan, resp: &RlsResponse) -> Verdic
                 wait_ns: if allowed { 0 } else { reset_ns.max(1) },
                 overflow: false,
                 evicted: false,
+                reserved: 0,
             })
         })
         .collect();

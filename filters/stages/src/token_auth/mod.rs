@@ -432,6 +432,7 @@ impl Check {
             }
         }
 
+        let now = req.now_nanos() / 1_000_000_000;
         let method = req.get(":method").unwrap_or("");
         let path = req.get(":path").unwrap_or("/");
         let request = TokenRequest {
@@ -448,7 +449,6 @@ impl Check {
             Some(uri_sans) => Peer::Certificate { uri_sans },
             None => Peer::NoCertificate,
         };
-        let now = host::now_secs();
         let outcome = {
             let keys = state.keys.borrow();
             let mut cache = state.cache.borrow_mut();
