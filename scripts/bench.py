@@ -268,7 +268,8 @@ def host_ops_group():
     probe = lambda ops: entry(f"floor + {ops}", [wasm_filter("noop", NOOP, ops)], [NOOP])
     return [baseline(), floor()] + [probe(op) for op in [
         "request_headers", "request_header", "property", "time", "shared_get", "shared_cas",
-        "metric", "response_headers", "set_response_headers", "set_response_header"]]
+        "metric", "response_headers", "set_response_headers", "set_response_header",
+        "add11_each", "add11_map", "remove_request_header"]]
 
 
 def groups():

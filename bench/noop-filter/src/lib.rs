@@ -6,7 +6,10 @@
 //! `request_headers` (read the whole map), `request_header` (read one), `property`
 //! (`source.address`), `shared_get`, `shared_cas` (read + compare-and-swap write), `metric`
 //! (one counter increment), `response_headers` (read the whole map), `set_response_headers`
-//! (replace the whole map), `set_response_header` (set one header), `time` (host clock).
+//! (replace the whole map), `set_response_header` (set one header), `time` (host clock),
+//! `add11_each` (eleven security headers set one call each, `server` removed) and `add11_map`
+//! (the same in one read and one replacement of the whole map), `remove_request_header`
+//! (remove `authorization`, as the token filter does).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -31,6 +34,7 @@ struct Probes {
     time: bool,
     add11_each: bool,
     add11_map: bool,
+    remove_request_header: bool,
 }
 
 #[derive(Default)]
@@ -68,6 +72,7 @@ impl RootContext for Root {
             time: has("time"),
             add11_each: has("add11_each"),
             add11_map: has("add11_map"),
+            remove_request_header: has("remove_request_header"),
         });
         if self.probes.shared_cas {
             let _ = hostcalls::set_shared_data("palisade.bench", Some(&[0u8; 16]), None);
@@ -112,6 +117,9 @@ impl HttpContext for Noop {
         }
         if let Some(id) = p.metric {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+        if p.remove_request_header {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "authorization");
         }
         Action::Continue
     }

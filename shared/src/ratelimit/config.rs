@@ -736,11 +736,12 @@ impl RateLimitConfig {
         if !self.store.reserve {
             return self.check(store, plan, now());
         }
-        if let Some(verdict) = leases.admit(&self.limits, &plan.checks) {
+        let keys: Vec<Vec<u8>> = plan.checks.iter().map(super::lease::lease_key).collect();
+        if let Some(verdict) = leases.admit(&self.limits, &plan.checks, &keys) {
             return Ok(verdict);
         }
         let now = now();
-        let want = leases.wanted(&self.limits, &plan.checks);
+        let want = leases.wanted(&self.limits, &plan.checks, &keys);
         let items: Vec<CheckItem<'_>> = plan
             .checks
             .iter()
@@ -753,7 +754,7 @@ impl RateLimitConfig {
             })
             .collect();
         let verdict = limiter::check_reserving(store, &items, now, &want)?;
-        let unused = leases.keep(&plan.checks, &verdict);
+        let unused = leases.keep(&plan.checks, &keys, &verdict);
         self.give_back(store, &unused, now);
         Ok(verdict)
     }

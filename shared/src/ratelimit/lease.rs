@@ -76,7 +76,9 @@ pub struct Leases {
     admitted: u64,
 }
 
-fn lease_key(check: &Check) -> Vec<u8> {
+/// The key of `check`'s reservation: its limit and its key's bytes. [`Leases::admit`],
+/// [`Leases::wanted`] and [`Leases::keep`] take these, computed once per request.
+pub fn lease_key(check: &Check) -> Vec<u8> {
     let index = u32::try_from(check.limit).unwrap_or(u32::MAX);
     let mut key = index.to_le_bytes().to_vec();
     key.extend_from_slice(&check.key.to_bytes());
@@ -104,17 +106,21 @@ impl Leases {
 
     /// Admits a request from reservations when every limit of `checks` has one (taking one
     /// request from each); `None` otherwise, and nothing is taken.
-    pub fn admit(&mut self, limits: &[Limit], checks: &[Check]) -> Option<Verdict> {
-        if checks.is_empty() || self.held.is_empty() {
+    pub fn admit(
+        &mut self,
+        limits: &[Limit],
+        checks: &[Check],
+        keys: &[Vec<u8>],
+    ) -> Option<Verdict> {
+        if checks.is_empty() || self.held.is_empty() || keys.len() != checks.len() {
             return None;
         }
-        let keys: Vec<Vec<u8>> = checks.iter().map(lease_key).collect();
         let live = |lease: &Lease| lease.left > 0 && self.ticks < lease.taken + LIFETIME_TICKS;
         if !keys.iter().all(|k| self.held.get(k).is_some_and(live)) {
             return None;
         }
         let mut statuses = Vec::with_capacity(checks.len());
-        for (check, key) in checks.iter().zip(&keys) {
+        for (check, key) in checks.iter().zip(keys) {
             let (Some(limit), Some(lease)) = (limits.get(check.limit), self.held.get_mut(key))
             else {
                 return None;
@@ -155,22 +161,22 @@ impl Leases {
     /// first time a key is seen in a reservation's lifetime (it is only noted): a key that comes
     /// back so soon is busy, while reserving for every key of a flood of distinct ones would only
     /// hand requests back unused.
-    pub fn wanted(&mut self, limits: &[Limit], checks: &[Check]) -> Vec<u32> {
+    pub fn wanted(&mut self, limits: &[Limit], checks: &[Check], keys: &[Vec<u8>]) -> Vec<u32> {
         checks
             .iter()
-            .map(|check| {
+            .zip(keys)
+            .map(|(check, key)| {
                 let size = limits.get(check.limit).map_or(0, reservation_size);
                 if size == 0 {
                     return 0;
                 }
-                let key = lease_key(check);
-                match self.held.get(&key) {
+                match self.held.get(key) {
                     Some(l) if l.left > 0 => 0,
                     Some(_) => size,
                     None => {
                         if self.held.len() < MAX_LEASES {
                             self.held.insert(
-                                key,
+                                key.clone(),
                                 Lease {
                                     left: 0,
                                     taken: self.ticks,
@@ -188,9 +194,9 @@ impl Leases {
 
     /// Keeps what a verdict from the store reserved ([`LimitStatus::reserved`]); returns what an
     /// older, replaced reservation of the same key left unused.
-    pub fn keep(&mut self, checks: &[Check], verdict: &Verdict) -> Vec<Unused> {
+    pub fn keep(&mut self, checks: &[Check], keys: &[Vec<u8>], verdict: &Verdict) -> Vec<Unused> {
         let mut unused = Vec::new();
-        for (check, status) in checks.iter().zip(&verdict.statuses) {
+        for ((check, key), status) in checks.iter().zip(keys).zip(&verdict.statuses) {
             if status.reserved == 0 {
                 continue;
             }
@@ -200,7 +206,6 @@ impl Leases {
                 store_remaining: status.remaining.saturating_sub(status.reserved),
                 reset_ns: status.reset_ns,
             };
-            let key = lease_key(check);
             if let Some(old) = self.held.insert(key.clone(), lease) {
                 if old.left > 0 {
                     unused.push(Unused {

@@ -47,9 +47,12 @@ pub enum TimeFormat {
 }
 
 /// The claims of a token whose signature has been checked.
+///
+/// Cheap to clone (the map is shared): a cached token's claims are handed to every request that
+/// presents it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims {
-    map: Map<String, Value>,
+    map: std::sync::Arc<Map<String, Value>>,
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
@@ -71,7 +74,12 @@ impl Claims {
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
             Some(_) => return Err(ClaimError::Malformed("aud")),
         }
-        Ok(Claims { map, exp, nbf, iat })
+        Ok(Claims {
+            map: std::sync::Arc::new(map),
+            exp,
+            nbf,
+            iat,
+        })
     }
 
     /// Reads claims from JSON bytes (strictly: an object without duplicate names).
