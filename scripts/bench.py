@@ -512,7 +512,10 @@ def main():
         "Router-only direct responses (except where a real upstream is named: a second Envoy "
         "answering directly, pinned to CPU 1), so the figures isolate the filters' own cost. "
         "CPU µs/req is Envoy's user+sys time divided by the requests it served; \"+ µs vs wasm "
-        "floor\" is a filter's cost above a proxy-wasm filter that does nothing.",
+        "floor\" is a filter's cost above a proxy-wasm filter that does nothing. k instr/req is "
+        "the user-space instructions Envoy retired per request (hardware counter, "
+        "perf_event_open): unlike time, it does not move when the machine is busy or slow, so it "
+        "is the figure to compare across runs and machines.",
         "",
     ]
     for name, rows in results.items():
