@@ -709,8 +709,12 @@ impl RateLimitConfig {
         plan: &Plan,
         now: u64,
     ) -> Result<Verdict, StoreError> {
-        let items: Vec<CheckItem<'_>> = plan
-            .checks
+        limiter::check(store, &self.items(plan), now)
+    }
+
+    /// The plan's checks with their limits, as the limiter takes them.
+    fn items<'a>(&'a self, plan: &'a Plan) -> Vec<CheckItem<'a>> {
+        plan.checks
             .iter()
             .filter_map(|c| {
                 self.limits.get(c.limit).map(|limit| CheckItem {
@@ -719,8 +723,7 @@ impl RateLimitConfig {
                     shadow: c.shadow,
                 })
             })
-            .collect();
-        limiter::check(store, &items, now)
+            .collect()
     }
 
     /// As [`RateLimitConfig::check`], admitting from this worker's reservations when it can
@@ -742,18 +745,7 @@ impl RateLimitConfig {
         }
         let now = now();
         let want = leases.wanted(&self.limits, &plan.checks, &keys);
-        let items: Vec<CheckItem<'_>> = plan
-            .checks
-            .iter()
-            .filter_map(|c| {
-                self.limits.get(c.limit).map(|limit| CheckItem {
-                    limit,
-                    key: &c.key,
-                    shadow: c.shadow,
-                })
-            })
-            .collect();
-        let verdict = limiter::check_reserving(store, &items, now, &want)?;
+        let verdict = limiter::check_reserving(store, &self.items(plan), now, &want)?;
         let unused = leases.keep(&plan.checks, &keys, &verdict);
         self.give_back(store, &unused, now);
         Ok(verdict)
