@@ -269,7 +269,7 @@ def host_ops_group():
     return [baseline(), floor()] + [probe(op) for op in [
         "request_headers", "request_header", "property", "time", "shared_get", "shared_cas",
         "metric", "response_headers", "set_response_headers", "set_response_header",
-        "add11_each", "add11_map", "remove_request_header"]]
+        "add11_each", "add11_map", "remove_request_header", "local_reply"]]
 
 
 def groups():

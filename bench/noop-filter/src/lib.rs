@@ -9,7 +9,8 @@
 //! (replace the whole map), `set_response_header` (set one header), `time` (host clock),
 //! `add11_each` (eleven security headers set one call each, `server` removed) and `add11_map`
 //! (the same in one read and one replacement of the whole map), `remove_request_header`
-//! (remove `authorization`, as the token filter does).
+//! (remove `authorization`, as the token filter does), `local_reply` (answer 429 with a JSON
+//! body and three headers, as a rate-limit refusal does).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -35,6 +36,7 @@ struct Probes {
     add11_each: bool,
     add11_map: bool,
     remove_request_header: bool,
+    local_reply: bool,
 }
 
 #[derive(Default)]
@@ -73,6 +75,7 @@ impl RootContext for Root {
             add11_each: has("add11_each"),
             add11_map: has("add11_map"),
             remove_request_header: has("remove_request_header"),
+            local_reply: has("local_reply"),
         });
         if self.probes.shared_cas {
             let _ = hostcalls::set_shared_data("palisade.bench", Some(&[0u8; 16]), None);
@@ -120,6 +123,17 @@ impl HttpContext for Noop {
         }
         if p.remove_request_header {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "authorization");
+        }
+        if p.local_reply {
+            let body = br#"{"error":"rate_limited","message":"too many requests","status":429}"#;
+            let headers = vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+                ("retry-after", "1"),
+            ];
+            if hostcalls::send_http_response(429, headers, Some(body)).is_ok() {
+                return Action::Pause;
+            }
         }
         Action::Continue
     }
