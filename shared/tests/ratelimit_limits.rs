@@ -491,12 +491,16 @@ fn small_limits_are_always_decided_by_the_store() {
     for _ in 0..150 {
         let before = env.store_ops();
         let v = env.reserve(&mut w, IP, NOW);
-        assert!(env.store_ops() > before, "every request asks the store");
+        if v.admitted {
+            assert!(env.store_ops() > before, "every admission asks the store");
+        }
         assert_eq!(v.statuses[0].reserved, 0);
         admitted += u32::from(v.admitted);
     }
     assert_eq!(admitted, 100);
     assert!(w.leases.is_empty());
+    // The 49 refusals after the store's first were repeated from memory.
+    assert_eq!(w.leases.take_refused_again(), 49);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -581,4 +585,72 @@ fn a_flood_of_distinct_keys_gets_no_reservation_and_bounded_memory() {
     let given = env.expire(&mut w, NOW);
     assert_eq!(given, 0);
     assert!(w.leases.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_refusal_is_repeated_from_memory_until_its_wait_is_over() {
+    // 10 per second: one request every 100 ms once the burst is spent.
+    let env = Env::new(json!({"limits": [{"name": "tight", "requests": 10, "per": "second"}]}));
+    let mut w = Worker::default();
+    for _ in 0..10 {
+        assert!(env.reserve(&mut w, IP, NOW).admitted);
+    }
+    let first = env.reserve(&mut w, IP, NOW);
+    assert!(!first.admitted, "the store refuses the 11th");
+    let wait = first.retry_after_ns().unwrap();
+    assert!(wait > 0 && wait <= 100_000_000);
+
+    let before = env.store_ops();
+    let later = NOW + wait / 2;
+    let again = env.reserve(&mut w, IP, later);
+    assert!(!again.admitted);
+    assert_eq!(env.store_ops(), before, "refused again without the store");
+    assert_eq!(
+        again.retry_after_ns(),
+        Some(wait - wait / 2),
+        "the wait counts down"
+    );
+    assert_eq!(w.leases.take_refused_again(), 1);
+
+    // Another client is not affected.
+    assert!(env.reserve(&mut w, "198.51.100.7:1", later).admitted);
+
+    // Once the wait is over the store decides again, and admits.
+    let after = env.reserve(&mut w, IP, NOW + wait);
+    assert!(after.admitted);
+    assert!(env.store_ops() > before);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn refusals_from_memory_never_admit_more_than_the_store() {
+    let env = Env::new(json!({"limits": [{"name": "tight", "requests": 10, "per": "second"}]}));
+    let mut workers: Vec<Worker> = (0..3).map(|_| Worker::default()).collect();
+    // Over 2 s in 1 ms steps, three workers take turns: 10 + 2 s × 10/s = 30 at most.
+    let mut admitted = 0;
+    for step in 0..2000u64 {
+        let now = NOW + step * 1_000_000;
+        let w = &mut workers[(step % 3) as usize];
+        if env.reserve(w, IP, now).admitted {
+            admitted += 1;
+        }
+    }
+    assert!((29..=30).contains(&admitted), "admitted {admitted}");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn without_reserve_every_refusal_asks_the_store() {
+    let env = Env::new(json!({
+        "limits": [{"name": "tight", "requests": 10, "per": "second"}],
+        "store": {"reserve": false}
+    }));
+    let mut w = Worker::default();
+    for _ in 0..10 {
+        env.reserve(&mut w, IP, NOW);
+    }
+    for _ in 0..5 {
+        let before = env.store_ops();
+        assert!(!env.reserve(&mut w, IP, NOW).admitted);
+        assert!(env.store_ops() > before);
+    }
+    assert_eq!(w.leases.take_refused_again(), 0);
 }

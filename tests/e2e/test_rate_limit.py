@@ -49,6 +49,9 @@ def test_exact_limit_across_two_workers(envoy):
     assert statuses.count(429) == 150
     assert e.counter("palisade_rate_limit_allowed_total") == 50
     assert e.counter("palisade_rate_limit_limited_total") == 150
+    # Most refusals were repeated from each worker's memory of the store's refusal.
+    again = harness.wait_until(lambda: e.counter("palisade_rate_limit_refused_from_memory_total"))
+    assert 0 < again < 150, again
     # Both workers served traffic (otherwise this would not test cross-worker exactness).
     workers = [v for k, v in e.stats().items() if re.match(r"listener\.127\.0\.0\.1_\d+\.worker_\d+\.downstream_rq_completed", k)]
     assert len([w for w in workers if w > 0]) in (0, 2) or len(workers) == 0

@@ -55,6 +55,7 @@ struct Metrics {
     backend_errors: HostCounter,
     backend_timeouts: HostCounter,
     admitted_from_reservation: HostCounter,
+    refused_from_memory: HostCounter,
 }
 
 impl Metrics {
@@ -72,6 +73,7 @@ impl Metrics {
             backend_errors: c("backend_errors"),
             backend_timeouts: c("backend_timeouts"),
             admitted_from_reservation: c("admitted_from_reservation"),
+            refused_from_memory: c("refused_from_memory"),
         }
     }
 
@@ -138,11 +140,16 @@ impl StageRoot for Root {
     }
 
     fn on_tick(&mut self) {
-        let (unused, admitted) = {
+        let (unused, admitted, refused) = {
             let mut leases = self.leases.borrow_mut();
-            (leases.tick(), leases.take_admitted())
+            (
+                leases.tick(),
+                leases.take_admitted(),
+                leases.take_refused_again(),
+            )
         };
         self.metrics.admitted_from_reservation.add(admitted);
+        self.metrics.refused_from_memory.add(refused);
         if !unused.is_empty() {
             self.config
                 .give_back(&SharedData, &unused, host::now_nanos());

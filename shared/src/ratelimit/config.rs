@@ -215,8 +215,9 @@ pub struct StoreSpec {
     pub on_error: OnStoreError,
     /// Let each worker reserve a few requests of a busy limit (at most 1/64 of its burst, 32 at
     /// most, only for bursts of 128 or more) and admit them without a shared-data round trip for
-    /// up to 200 ms: a limit may then admit one reservation per worker more than its exact
-    /// allowance. Default true; false decides every request against shared data.
+    /// up to 200 ms (a limit may then admit one reservation per worker more than its exact
+    /// allowance), and refuse again without the store what it refused less than its wait ago.
+    /// Default true; false decides every request against shared data.
     #[serde(default = "yes")]
     pub reserve: bool,
 }
@@ -727,8 +728,9 @@ impl RateLimitConfig {
     }
 
     /// As [`RateLimitConfig::check`], admitting from this worker's reservations when it can
-    /// (then without reading the clock: `now` is only called when the store is asked) and
-    /// reserving for the next requests when `store.reserve` is on ([`super::lease`]).
+    /// (then without reading the clock: `now` is only called when the store is asked),
+    /// refusing again without the store what the store refused less than its wait ago, and
+    /// reserving for the next requests, when `store.reserve` is on ([`super::lease`]).
     pub fn check_reserving<S: CasStore + ?Sized>(
         &self,
         store: &S,
@@ -744,22 +746,21 @@ impl RateLimitConfig {
             return Ok(verdict);
         }
         let now = now();
+        if let Some(verdict) = leases.refuse(&keys, now) {
+            return Ok(verdict);
+        }
         let want = leases.wanted(&self.limits, &plan.checks, &keys);
         let verdict = limiter::check_reserving(store, &self.items(plan), now, &want)?;
         let unused = leases.keep(&plan.checks, &keys, &verdict);
         self.give_back(store, &unused, now);
+        leases.remember_refusal(&keys, &verdict, now);
         Ok(verdict)
     }
 
-    /// Whether any limit can be reserved from (the filter then ticks [`Leases::tick`] every
-    /// [`super::lease::TICK_MS`]).
+    /// Whether workers keep reservations and refusals (`store.reserve`, local limits): the filter
+    /// then ticks [`Leases::tick`] every [`super::lease::TICK_MS`].
     pub fn reserves(&self) -> bool {
-        self.store.reserve
-            && self.distributed.is_none()
-            && self
-                .limits
-                .iter()
-                .any(|l| super::lease::reservation_size(l) > 0)
+        self.store.reserve && self.distributed.is_none() && !self.limits.is_empty()
     }
 
     /// Gives reserved requests nobody used back to the store (best effort: one that cannot be

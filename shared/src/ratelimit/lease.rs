@@ -17,8 +17,13 @@
 //!   unused ones are given back when the reservation ends ([`Leases::tick`]).
 //!
 //! So in any window a limit admits at most its exact allowance plus one reservation per worker
-//! (under 1/64 of its burst); limits with a smaller burst are always decided exactly, and
-//! `store.reserve: false` turns reservations off.
+//! (under 1/64 of its burst); limits with a smaller burst are always decided exactly.
+//!
+//! The same per-worker memory keeps the store's refusals ([`Leases::refuse`]): a request whose
+//! limits and keys the store refused less than their wait ago is refused again without asking
+//! (the store cannot admit it sooner, except for a reservation given back meanwhile, so this only
+//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks. `store.reserve: false` turns
+//! both off.
 
 use super::config::Check;
 use super::limiter::{Limit, LimitStatus, Verdict};
@@ -56,6 +61,20 @@ struct Lease {
     reset_ns: u64,
 }
 
+/// A refusal from the store, remembered until its wait is over.
+#[derive(Debug, Clone)]
+struct Refusal {
+    /// When the store refused (nanoseconds), and until when it will refuse.
+    at: u64,
+    until: u64,
+    /// The tick it was remembered at (forgotten after [`REFUSAL_TICKS`]).
+    taken: u64,
+    verdict: Verdict,
+}
+
+/// How many ticks a refusal is remembered at most (then the store is asked again).
+pub const REFUSAL_TICKS: u64 = 100;
+
 /// Reservations that ended with requests unused: give them back to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unused {
@@ -71,9 +90,14 @@ pub struct Unused {
 pub struct Leases {
     /// By limit index (4 bytes) followed by the key's bytes.
     held: HashMap<Vec<u8>, Lease>,
+    /// Requests refused by the store, by their plan's keys: refused again without the store
+    /// until the refusal's wait is over.
+    refused: HashMap<Vec<u8>, Refusal>,
     ticks: u64,
     /// Requests admitted from reservations since [`Leases::take_admitted`].
     admitted: u64,
+    /// Requests refused from memory since [`Leases::take_refused_again`].
+    refused_again: u64,
 }
 
 /// The key of `check`'s reservation: its limit and its key's bytes. [`Leases::admit`],
@@ -150,6 +174,58 @@ impl Leases {
         })
     }
 
+    /// Refuses a request without the store when the store refused the same limits and keys
+    /// (`keys`, from [`lease_key`]) less than their wait ago: the store cannot admit it before
+    /// then (only a reservation given back could, so this errs on the strict side). The verdict
+    /// is the store's, with its waits and resets shortened by the time passed since.
+    pub fn refuse(&mut self, keys: &[Vec<u8>], now: u64) -> Option<Verdict> {
+        if self.refused.is_empty() {
+            return None;
+        }
+        let key = keys.concat();
+        let refusal = self.refused.get(&key)?;
+        if now < refusal.at || now >= refusal.until {
+            self.refused.remove(&key);
+            return None;
+        }
+        let passed = now - refusal.at;
+        let mut verdict = refusal.verdict.clone();
+        for s in &mut verdict.statuses {
+            s.wait_ns = if s.wait_ns > 0 {
+                s.wait_ns.saturating_sub(passed).max(1)
+            } else {
+                0
+            };
+            s.reset_ns = s.reset_ns.saturating_sub(passed);
+        }
+        self.refused_again += 1;
+        Some(verdict)
+    }
+
+    /// Remembers a refusal from the store ([`Leases::refuse`]), while there is room.
+    pub fn remember_refusal(&mut self, keys: &[Vec<u8>], verdict: &Verdict, now: u64) {
+        let Some(wait) = verdict.retry_after_ns() else {
+            return;
+        };
+        if self.refused.len() >= MAX_LEASES {
+            return;
+        }
+        self.refused.insert(
+            keys.concat(),
+            Refusal {
+                at: now,
+                until: now.saturating_add(wait),
+                taken: self.ticks,
+                verdict: verdict.clone(),
+            },
+        );
+    }
+
+    /// Requests refused from memory since the last call (for a metric added once per tick).
+    pub fn take_refused_again(&mut self) -> u64 {
+        std::mem::take(&mut self.refused_again)
+    }
+
     /// Requests admitted from reservations since the last call (for a metric the filter adds
     /// once per tick rather than once per request).
     pub fn take_admitted(&mut self) -> u64 {
@@ -224,6 +300,8 @@ impl Leases {
     pub fn tick(&mut self) -> Vec<Unused> {
         self.ticks += 1;
         let now = self.ticks;
+        self.refused
+            .retain(|_, r| now < r.taken.saturating_add(REFUSAL_TICKS));
         let mut unused = Vec::new();
         self.held.retain(|key, lease| {
             if now < lease.taken + LIFETIME_TICKS {
