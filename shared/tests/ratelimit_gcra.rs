@@ -204,7 +204,7 @@ fn a_refund_undoes_an_admission_exactly() {
     let Decision::Allow { new_tat, .. } = with_refund.hit(NOW + MS) else {
         panic!("within burst");
     };
-    with_refund.tat = Some(rate.refund(new_tat));
+    with_refund.tat = Some(rate.refund(new_tat, 1));
     // ...leaves the bucket as if it never happened, now and later.
     for at in [NOW + MS, NOW + 200 * MS, NOW + 2 * NANOS_PER_SEC] {
         assert_eq!(rate.peek(with_refund.tat, at), rate.peek(without.tat, at));

@@ -143,12 +143,11 @@ impl Response {
         find(self.headers(), name)
     }
 
-    /// Lets `f` read every header and write through [`Edits`], straight to the host (for the
-    /// stage that edits the most; keeping the shared copy in step with every write was measured to
-    /// cost more than reading the headers again): the next reader reads them again.
-    pub fn edit<R>(&mut self, f: impl FnOnce(&[(String, String)], &mut Edits) -> R) -> R {
-        let headers = self.headers.take().unwrap_or_else(response_headers);
-        f(&headers, &mut Edits(()))
+    /// All response headers, for a stage that edits them through the host itself (the one that
+    /// edits the most: keeping this copy in step with every write was measured to cost more than
+    /// reading the headers again); the next reader reads them again.
+    pub fn take_headers(&mut self) -> Vec<(String, String)> {
+        self.headers.take().unwrap_or_else(response_headers)
     }
 
     /// Sets (replaces) a header.
@@ -177,24 +176,6 @@ impl Response {
             }
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         }
-        crate::remove_response_header(name);
-    }
-}
-
-/// Response-header writes inside [`Response::edit`], made at once through the host.
-#[derive(Debug)]
-pub struct Edits(());
-
-impl Edits {
-    pub fn set(&mut self, name: &str, value: &str) {
-        crate::set_response_header(name, value);
-    }
-
-    pub fn add(&mut self, name: &str, value: &str) {
-        crate::add_response_header(name, value);
-    }
-
-    pub fn remove(&mut self, name: &str) {
         crate::remove_response_header(name);
     }
 }

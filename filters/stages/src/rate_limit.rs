@@ -176,13 +176,12 @@ impl Limit {
     /// The local limits' verdict (local mode, and the `local` failure mode): from this worker's
     /// reservations when it can, otherwise from shared data.
     fn local_verdict(&self, plan: &Plan, req: &mut Request) -> Verdict {
-        let checked = if self.config.distributed.is_some() {
-            self.config.check(&SharedData, plan, req.now_nanos())
-        } else {
-            let mut leases = self.leases.borrow_mut();
-            self.config
-                .check_reserving(&SharedData, plan, || req.now_nanos(), &mut leases)
-        };
+        let checked = self.config.check_reserving(
+            &SharedData,
+            plan,
+            || req.now_nanos(),
+            &mut self.leases.borrow_mut(),
+        );
         match checked {
             Ok(v) => v,
             Err(e) => {

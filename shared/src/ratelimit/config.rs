@@ -730,7 +730,8 @@ impl RateLimitConfig {
     /// As [`RateLimitConfig::check`], admitting from this worker's reservations when it can
     /// (then without reading the clock: `now` is only called when the store is asked),
     /// refusing again without the store what the store refused less than its wait ago, and
-    /// reserving for the next requests, when `store.reserve` is on ([`super::lease`]).
+    /// reserving for the next requests, when workers keep them ([`RateLimitConfig::reserves`]:
+    /// `store.reserve` on, local limits; [`super::lease`]).
     pub fn check_reserving<S: CasStore + ?Sized>(
         &self,
         store: &S,
@@ -738,7 +739,7 @@ impl RateLimitConfig {
         now: impl FnOnce() -> u64,
         leases: &mut Leases,
     ) -> Result<Verdict, StoreError> {
-        if !self.store.reserve {
+        if !self.reserves() {
             return self.check(store, plan, now());
         }
         let keys: Vec<Vec<u8>> = plan.checks.iter().map(super::lease::lease_key).collect();

@@ -163,10 +163,10 @@ impl Rate {
         }
     }
 
-    /// Gives back one request admitted at `tat`: the exact inverse of an `Allow` for GCRA, since
-    /// a `tat` in the past and `now` mean the same thing.
-    pub fn refund(&self, tat: u64) -> u64 {
-        tat.saturating_sub(self.emission_ns)
+    /// Gives back `requests` requests counted into `tat`: the exact inverse of that many
+    /// `Allow`s for GCRA, since a `tat` in the past and `now` mean the same thing.
+    pub fn refund(&self, tat: u64, requests: u32) -> u64 {
+        tat.saturating_sub(u64::from(requests).saturating_mul(self.emission_ns))
     }
 
     fn remaining_for(&self, debt_ns: u64) -> u32 {

@@ -336,8 +336,8 @@ pub fn give_back<S: CasStore + ?Sized>(
     now: u64,
     count: u32,
 ) -> Result<bool, StoreError> {
-    let back = u64::from(count).saturating_mul(limit.rate.emission_ns());
+    let rate = limit.rate;
     limit
         .table
-        .modify(store, slot, now, |w| words(w[0].saturating_sub(back)))
+        .modify(store, slot, now, |w| words(rate.refund(w[0], count)))
 }
