@@ -9,6 +9,7 @@
 pub mod client_ip;
 pub mod combined;
 pub mod config;
+pub mod decimal;
 pub mod json;
 pub mod matcher;
 pub mod metrics;

@@ -4,7 +4,7 @@
 //! `content-type: application/json`, and the request id when Envoy gave one. Nothing from the
 //! request is echoed, so a body never reflects attacker input.
 
-use serde::Serialize;
+use crate::decimal;
 
 /// An error response a filter sends instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,16 +15,7 @@ pub struct ErrorResponse {
     /// A human-readable explanation (never raw request input).
     pub message: String,
     /// Extra headers (e.g. `www-authenticate`, `retry-after`).
-    pub headers: Vec<(String, String)>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
-    status: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ErrorResponse {
@@ -38,20 +29,27 @@ impl ErrorResponse {
     }
 
     /// Adds a response header.
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_owned(), value.into()));
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
-    /// The JSON body, with the request id if there is one.
+    /// The JSON body, with the request id if there is one. Written directly: a flood of refusals
+    /// answers every request with one.
     pub fn body(&self, request_id: Option<&str>) -> Vec<u8> {
-        let body = Body {
-            error: self.error,
-            message: &self.message,
-            status: self.status,
-            request_id: request_id.filter(|id| is_safe_request_id(id)),
-        };
-        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"internal\"}".to_vec())
+        let mut out = Vec::with_capacity(96 + self.message.len());
+        out.extend_from_slice(b"{\"error\":");
+        push_json_string(&mut out, self.error);
+        out.extend_from_slice(b",\"message\":");
+        push_json_string(&mut out, &self.message);
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(decimal::decimal(self.status.into(), &mut [0; 20]).as_bytes());
+        if let Some(id) = request_id.filter(|id| is_safe_request_id(id)) {
+            out.extend_from_slice(b",\"request_id\":");
+            push_json_string(&mut out, id);
+        }
+        out.push(b'}');
+        out
     }
 
     /// All response headers: `content-type` first, then the extra ones.
@@ -59,7 +57,7 @@ impl ErrorResponse {
         let mut headers = Vec::with_capacity(self.headers.len() + 2);
         headers.push(("content-type", "application/json"));
         headers.push(("cache-control", "no-store"));
-        headers.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        headers.extend(self.headers.iter().map(|(k, v)| (*k, v.as_str())));
         headers
     }
 }
@@ -67,4 +65,16 @@ impl ErrorResponse {
 /// A request id goes into the body only if it looks like one (no control characters, bounded).
 fn is_safe_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Appends `text` as a JSON string: as is when nothing in it needs escaping (the usual case),
+/// otherwise escaped by `serde_json`.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, text).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
 }

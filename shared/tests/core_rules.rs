@@ -246,3 +246,43 @@ fn error_body_shape_and_request_id() {
     assert_eq!(headers[0], ("content-type", "application/json"));
     assert!(headers.contains(&("www-authenticate", "Bearer")));
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn error_bodies_are_valid_json_whatever_the_message() {
+    for message in [
+        "plain text",
+        "quotes \" and \\ backslashes",
+        "control\ncharacters\t\u{1}",
+        "unicode: é ✓ \u{7f}",
+        "",
+    ] {
+        let r = ErrorResponse::new(503, "unavailable", message);
+        let text = r.body(Some("req-9"));
+        let body: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": "unavailable", "message": message, "status": 503, "request_id": "req-9"})
+        );
+        let expected = format!(
+            r#"{{"error":"unavailable","message":{},"status":503,"request_id":"req-9"}}"#,
+            serde_json::to_string(message).unwrap()
+        );
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            expected,
+            "compact, in field order"
+        );
+    }
+    assert_eq!(
+        ErrorResponse::new(429, "rate_limited", "slow down").body(None),
+        br#"{"error":"rate_limited","message":"slow down","status":429}"#
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn decimals_are_written_in_full() {
+    use palisade::decimal;
+    for n in [0, 7, 10, 429, 86_400, u64::from(u32::MAX), u64::MAX] {
+        assert_eq!(decimal::string(n), n.to_string());
+    }
+}

@@ -88,9 +88,7 @@ fn the_third_failure_within_the_window_blocks_the_client() {
     assert_eq!(left, 292 * SEC);
     let resp = cfg.blocked_response(&p, left);
     assert_eq!(resp.status, 429);
-    assert!(resp
-        .headers
-        .contains(&("retry-after".to_owned(), "292".to_owned())));
+    assert!(resp.headers.contains(&("retry-after", "292".to_owned())));
 
     // Another client is not affected.
     assert_eq!(

@@ -55,7 +55,7 @@ impl Env {
     }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+fn header<'a>(headers: &'a [(&str, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -199,4 +199,23 @@ fn a_blocked_client_gets_retry_after_for_the_rest_of_its_block() {
     assert_eq!(header(&resp.headers, "retry-after"), Some("91"));
     let body: Value = serde_json::from_slice(&resp.body(None)).unwrap();
     assert_eq!(body["error"], "rate_limited");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn quota_figures_are_written_in_full_decimal() {
+    let env = Env::new(json!({
+        "headers": {"on_allowed": true, "x_ratelimit": true},
+        "limits": [{"name": "big.one", "requests": 4_000_000_000u64, "per": "day"}]
+    }));
+    let (plan, v) = env.ask("/", NOW);
+    let h = env.cfg.allowed_headers(&plan, &v);
+    assert_eq!(
+        header(&h, "ratelimit-policy"),
+        Some("\"big.one\";q=4000000000;w=86400")
+    );
+    assert_eq!(
+        header(&h, "ratelimit"),
+        Some("\"big.one\";r=3999999999;t=1")
+    );
+    assert_eq!(header(&h, "x-ratelimit-limit"), Some("4000000000"));
 }

@@ -261,10 +261,7 @@ fn and_token_needs_both() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.headers,
-        vec![(
-            "www-authenticate".to_owned(),
-            "Bearer realm=\"api\"".to_owned()
-        )]
+        vec![("www-authenticate", "Bearer realm=\"api\"".to_owned())]
     );
     let o = run(
         &cfg,

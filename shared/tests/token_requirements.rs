@@ -206,10 +206,7 @@ fn answers_follow_rfc_6750() {
     assert_eq!(missing.status, 401);
     assert_eq!(
         missing.headers,
-        vec![(
-            "www-authenticate".to_owned(),
-            "Bearer realm=\"api\"".to_owned()
-        )]
+        vec![("www-authenticate", "Bearer realm=\"api\"".to_owned())]
     );
     let bad = run(&cfg, "/", &bearer("abc.def.ghi"))
         .response(&cfg)
@@ -424,10 +421,7 @@ fn remote_keys_not_fetched_yet_answer_503() {
     );
     let resp = o.response(&cfg).unwrap();
     assert_eq!(resp.status, 503);
-    assert_eq!(
-        resp.headers,
-        vec![("retry-after".to_owned(), "7".to_owned())]
-    );
+    assert_eq!(resp.headers, vec![("retry-after", "7".to_owned())]);
     // The filter fetched the keys: now it works.
     let parsed = cfg.providers()[0]
         .parse_fetched_jwks(jwks(vec![signer.jwk("c", None)]).to_string().as_bytes())

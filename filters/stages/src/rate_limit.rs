@@ -169,7 +169,7 @@ struct Limit {
     /// asked.
     pending: Option<(u32, Plan, u64)>,
     /// RateLimit headers for an admitted response.
-    response_headers: Vec<(String, String)>,
+    response_headers: Vec<(&'static str, String)>,
 }
 
 impl Limit {

@@ -807,7 +807,7 @@ impl RateLimitConfig {
     }
 
     /// Headers for an admitted request's response (empty unless `headers.on_allowed`).
-    pub fn allowed_headers(&self, plan: &Plan, verdict: &Verdict) -> Vec<(String, String)> {
+    pub fn allowed_headers(&self, plan: &Plan, verdict: &Verdict) -> Vec<(&'static str, String)> {
         headers::allowed_headers(verdict, &self.policy(plan).headers)
     }
 

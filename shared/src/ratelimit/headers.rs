@@ -17,6 +17,7 @@
 use super::config::HeaderOptions;
 use super::gcra::ceil_secs;
 use super::limiter::{LimitStatus, Verdict};
+use crate::decimal;
 use crate::response::ErrorResponse;
 
 /// The request header that marks a request a shadow limit would have refused; its value lists
@@ -26,8 +27,9 @@ pub const SHADOW_HEADER: &str = "x-palisade-ratelimit-shadow";
 /// The error code in the JSON body of a refusal.
 pub const ERROR_CODE: &str = "rate_limited";
 
-fn sf_string(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
+/// Appends `name` as a structured-field string: quoted, printable ASCII only, `"` and `\\`
+/// escaped.
+fn push_sf_string(out: &mut String, name: &str) {
     out.push('"');
     for c in name
         .chars()
@@ -39,41 +41,44 @@ fn sf_string(name: &str) -> String {
         out.push(c);
     }
     out.push('"');
-    out
 }
 
 fn enforced(verdict: &Verdict) -> impl Iterator<Item = &LimitStatus> {
     verdict.statuses.iter().filter(|s| !s.shadow)
 }
 
+/// One item per enforced limit, `"name"` followed by what `params` appends, comma-separated;
+/// `None` without enforced limits.
+fn item_list(verdict: &Verdict, params: impl Fn(&mut String, &LimitStatus)) -> Option<String> {
+    let mut out = String::with_capacity(48);
+    for status in enforced(verdict) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        push_sf_string(&mut out, &status.name);
+        params(&mut out, status);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// The `RateLimit-Policy` value, or `None` without enforced limits.
 pub fn policy_value(verdict: &Verdict) -> Option<String> {
-    let items: Vec<String> = enforced(verdict)
-        .map(|s| {
-            format!(
-                "{};q={};w={}",
-                sf_string(&s.name),
-                s.requests,
-                s.period.secs()
-            )
-        })
-        .collect();
-    (!items.is_empty()).then(|| items.join(", "))
+    item_list(verdict, |out, s| {
+        out.push_str(";q=");
+        decimal::push(out, u64::from(s.requests));
+        out.push_str(";w=");
+        decimal::push(out, s.period.secs());
+    })
 }
 
 /// The `RateLimit` value, or `None` without enforced limits.
 pub fn ratelimit_value(verdict: &Verdict) -> Option<String> {
-    let items: Vec<String> = enforced(verdict)
-        .map(|s| {
-            format!(
-                "{};r={};t={}",
-                sf_string(&s.name),
-                s.remaining,
-                ceil_secs(s.reset_ns)
-            )
-        })
-        .collect();
-    (!items.is_empty()).then(|| items.join(", "))
+    item_list(verdict, |out, s| {
+        out.push_str(";r=");
+        decimal::push(out, u64::from(s.remaining));
+        out.push_str(";t=");
+        decimal::push(out, ceil_secs(s.reset_ns));
+    })
 }
 
 /// `Retry-After` in seconds for a refused request (at least 1), `None` if it was admitted or
@@ -83,29 +88,26 @@ pub fn retry_after_secs(verdict: &Verdict) -> Option<u64> {
 }
 
 /// The quota headers (`RateLimit-*`, `X-RateLimit-*`) the options ask for.
-pub fn quota_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(String, String)> {
+pub fn quota_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if options.ietf {
         if let (Some(policy), Some(state)) = (policy_value(verdict), ratelimit_value(verdict)) {
-            out.push(("ratelimit-policy".to_owned(), policy));
-            out.push(("ratelimit".to_owned(), state));
+            out.push(("ratelimit-policy", policy));
+            out.push(("ratelimit", state));
         }
     }
     if options.x_ratelimit {
         if let Some(t) = verdict.tightest() {
-            out.push(("x-ratelimit-limit".to_owned(), t.requests.to_string()));
-            out.push(("x-ratelimit-remaining".to_owned(), t.remaining.to_string()));
-            out.push((
-                "x-ratelimit-reset".to_owned(),
-                ceil_secs(t.reset_ns).to_string(),
-            ));
+            out.push(("x-ratelimit-limit", decimal::string(t.requests.into())));
+            out.push(("x-ratelimit-remaining", decimal::string(t.remaining.into())));
+            out.push(("x-ratelimit-reset", decimal::string(ceil_secs(t.reset_ns))));
         }
     }
     out
 }
 
 /// Headers for the response to an admitted request: the quota headers if `on_allowed`.
-pub fn allowed_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(String, String)> {
+pub fn allowed_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(&'static str, String)> {
     if options.on_allowed && verdict.admitted {
         quota_headers(verdict, options)
     } else {
@@ -117,19 +119,20 @@ pub fn allowed_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(Strin
 /// `Retry-After` and the quota headers the options ask for.
 pub fn rejection(verdict: &Verdict, options: &HeaderOptions, status: u32) -> ErrorResponse {
     let retry = retry_after_secs(verdict);
-    let message = match retry {
-        Some(secs) => format!("rate limit exceeded, retry in {secs} s"),
-        None => "rate limit exceeded".to_owned(),
-    };
+    let mut message = String::from("rate limit exceeded");
+    if let Some(secs) = retry {
+        message.push_str(", retry in ");
+        decimal::push(&mut message, secs);
+        message.push_str(" s");
+    }
     let mut response = ErrorResponse::new(status, ERROR_CODE, message);
+    response.headers.reserve(5);
     if options.retry_after {
         if let Some(secs) = retry {
-            response = response.with_header("retry-after", secs.to_string());
+            response = response.with_header("retry-after", decimal::string(secs));
         }
     }
-    for (name, value) in quota_headers(verdict, options) {
-        response = response.with_header(&name, value);
-    }
+    response.headers.extend(quota_headers(verdict, options));
     response
 }
 

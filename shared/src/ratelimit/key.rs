@@ -169,6 +169,12 @@ impl KeyValue {
     /// Unambiguous bytes for hashing (length-prefixed fields, a distinct tag for "missing").
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// Appends [`KeyValue::to_bytes`] to `out`.
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
         match self {
             KeyValue::Missing => out.push(0),
             KeyValue::Present(entries) => {
@@ -181,7 +187,6 @@ impl KeyValue {
                 }
             }
         }
-        out
     }
 
     /// `name=value` pairs joined by `,` (for logs in tests; never logged by the filter).

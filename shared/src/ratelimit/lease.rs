@@ -104,8 +104,9 @@ pub struct Leases {
 /// [`Leases::wanted`] and [`Leases::keep`] take these, computed once per request.
 pub fn lease_key(check: &Check) -> Vec<u8> {
     let index = u32::try_from(check.limit).unwrap_or(u32::MAX);
-    let mut key = index.to_le_bytes().to_vec();
-    key.extend_from_slice(&check.key.to_bytes());
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(&index.to_le_bytes());
+    check.key.write_bytes(&mut key);
     key
 }
 
@@ -182,10 +183,18 @@ impl Leases {
         if self.refused.is_empty() {
             return None;
         }
-        let key = keys.concat();
-        let refusal = self.refused.get(&key)?;
+        // Remembered under the keys joined; one key is its own join (no copy per request).
+        let joined;
+        let key: &[u8] = match keys {
+            [one] => one,
+            _ => {
+                joined = keys.concat();
+                &joined
+            }
+        };
+        let refusal = self.refused.get(key)?;
         if now < refusal.at || now >= refusal.until {
-            self.refused.remove(&key);
+            self.refused.remove(key);
             return None;
         }
         let passed = now - refusal.at;
