@@ -272,6 +272,67 @@ def host_ops_group():
         "add11_each", "add11_map", "remove_request_header", "local_reply"]]
 
 
+def memory_entries():
+    """One configuration per filter (and the chain), as the throughput groups run them."""
+    pick = lambda entries, label: next(e for e in entries if e["label"] == label)
+    chain = chain_group()
+    return [
+        baseline(), floor(),
+        pick(headers_group(), "palisade security-headers strict"),
+        pick(rate_limit_group(), "palisade rate-limit, never rejects, one key"),
+        pick(token_group("ES256"), "palisade token ES256, cache, hot token"),
+        pick(validation_group(), "palisade input-validation, JSON schema, 1 KiB"),
+        pick(chain, "palisade chain of all four filters, direct response"),
+        pick(chain, "palisade combined module, direct response"),
+    ]
+
+
+MEMORY = "memory"
+MEMORY_NOTE = (
+    "Each configuration started alone and given one second of its traffic. RSS is the process's "
+    "resident memory; heap in use is what Envoy's allocator (tcmalloc) has handed out and not "
+    "got back, heap held what it has taken from the system (freed memory it keeps for reuse, "
+    "mostly from compiling the wasm module at start-up); compiled code is V8's resident machine "
+    "code.\n\n")
+
+
+def memory_rows(connections, workdir):
+    """Envoy's memory with each configuration loaded, after one second of its traffic."""
+    rows = []
+    for i, en in enumerate(memory_entries()):
+        script = None
+        if en["script"]:
+            script = os.path.join(workdir, f"memory-{i}.lua")
+            with open(script, "w") as f:
+                f.write(en["script"])
+        port, admin = harness.free_port(), harness.free_port()
+        e = start(envoy_config(port, admin, en["filters"], en["route"]))
+        try:
+            run_wrk(e.port, 1, connections, script=script)
+            time.sleep(1)
+            in_use, held = heap_mib(admin)
+            rows.append({"config": en["label"], "rss": rss_mib(e.proc.pid), "in_use": in_use,
+                         "held": held, "code": jit_code_mib(e.proc.pid), "wasm": en["wasm"]})
+        finally:
+            e.stop()
+    return rows
+
+
+def memory_table(rows):
+    floor_ = next(r for r in rows if r["config"].startswith("wasm floor"))
+    lines = [
+        "| configuration | RSS MiB | + RSS vs wasm floor | heap in use MiB | + in use vs wasm floor "
+        "| heap held MiB | compiled code MiB | + code vs wasm floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        over = r["wasm"] and r is not floor_
+        d = lambda k: f"{r[k] - floor_[k]:+.1f}" if over else "–"
+        lines.append(f"| {r['config']} | {r['rss']:.1f} | {d('rss')} | {r['in_use']:.1f} | "
+                     f"{d('in_use')} | {r['held']:.1f} | {r['code']:.1f} | {d('code')} |")
+    return "\n".join(lines)
+
+
 def groups():
     """Benchmark groups, each measured in interleaved rounds."""
     return {
@@ -338,6 +399,27 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def jit_code_mib(pid):
+    """Resident machine code V8 compiled (its writable-executable mappings)."""
+    kib, executable = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if not parts[0].endswith(":"):
+                executable = len(parts) > 1 and parts[1] == "rwxp"
+            elif parts[0] == "Rss:" and executable:
+                kib += int(parts[1])
+    return kib / 1024
+
+
+def heap_mib(admin_port):
+    """Envoy's heap: bytes in live allocations, and what the allocator holds from the system."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/memory", timeout=5) as r:
+        m = json.load(r)
+    return int(m["allocated"]) / 2**20, int(m["heap_size"]) / 2**20
 
 
 def rss_mib(pid):
@@ -496,7 +578,10 @@ def main():
         if args.only and args.only not in name:
             continue
         print(f"group: {name}", flush=True)
-        results[name] = bench_group(name, make, args.rounds, args.seconds, args.connections, workdir)
+        results[name] = table(bench_group(name, make, args.rounds, args.seconds, args.connections, workdir))
+    if not args.only or args.only in MEMORY:
+        print(f"group: {MEMORY}", flush=True)
+        results[MEMORY] = MEMORY_NOTE + memory_table(memory_rows(args.connections, workdir))
 
     sizes = {}
     for f in sorted(os.listdir(harness.WASM_DIR)):
@@ -518,8 +603,8 @@ def main():
         "is the figure to compare across runs and machines.",
         "",
     ]
-    for name, rows in results.items():
-        out += [f"## {name}", "", table(rows), ""]
+    for name, text in results.items():
+        out += [f"## {name}", "", text, ""]
     out += ["## .wasm sizes", "", "| module | bytes | KiB |", "|---|---:|---:|"]
     out += [f"| {f} | {n} | {n / 1024:.0f} |" for f, n in sizes.items()]
     out.append("")
@@ -551,9 +636,9 @@ def sections(text):
 def merge_sections(old, results, sizes, args):
     head, parts = sections(old)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    for name, rows in results.items():
+    for name, text in results.items():
         parts[name] = (f"\nRe-measured by `make bench BENCH_ARGS=\"--only '{args.only}'\"` on {stamp} "
-                       f"({args.rounds} interleaved rounds of {args.seconds} s).\n\n{table(rows)}\n")
+                       f"({args.rounds} interleaved rounds of {args.seconds} s).\n\n{text}\n")
     sizes_lines = ["", "| module | bytes | KiB |", "|---|---:|---:|"]
     sizes_lines += [f"| {f} | {n} | {n / 1024:.0f} |" for f, n in sizes.items()]
     parts[".wasm sizes"] = "\n".join(sizes_lines) + "\n"
