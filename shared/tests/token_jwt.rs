@@ -265,6 +265,11 @@ fn malformed_tokens_get_a_typed_reason() {
             Malformation::SignatureLength,
         ),
         (
+            // The same bytes with a trailing bit set: only the canonical encoding is accepted.
+            format!("{}.{}.{}", parts[0], parts[1], with_trailing_bit(parts[2])),
+            Malformation::Base64(Part::Signature),
+        ),
+        (
             sign(b"[1,2]", b"{}"),
             Malformation::Json(Part::Header, JsonError::NotObject),
         ),
@@ -484,4 +489,15 @@ fn garbage_never_panics_and_never_passes() {
         }
         assert!(check_bearer(&cfg, &token, NOW).is_err(), "{token}");
     }
+}
+
+/// `b64` (unpadded base64url of a length that leaves spare bits) with its last character's
+/// lowest spare bit set.
+fn with_trailing_bit(b64: &str) -> String {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    assert_ne!(b64.len() % 4, 0, "needs spare bits");
+    let (head, last) = b64.split_at(b64.len() - 1);
+    let value = ALPHABET.find(last).unwrap();
+    assert_eq!(value & 1, 0, "canonical to start with");
+    format!("{head}{}", &ALPHABET[(value | 1)..=(value | 1)])
 }
