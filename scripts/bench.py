@@ -300,11 +300,7 @@ def memory_rows(connections, workdir):
     """Envoy's memory with each configuration loaded, after one second of its traffic."""
     rows = []
     for i, en in enumerate(memory_entries()):
-        script = None
-        if en["script"]:
-            script = os.path.join(workdir, f"memory-{i}.lua")
-            with open(script, "w") as f:
-                f.write(en["script"])
+        script = lua_file(en, workdir, f"memory-{i}")
         port, admin = harness.free_port(), harness.free_port()
         e = start(envoy_config(port, admin, en["filters"], en["route"]))
         try:
@@ -471,6 +467,16 @@ def start_upstream():
     return e
 
 
+def lua_file(en, workdir, stem):
+    """The entry's wrk script written to a file, or None without one."""
+    if not en["script"]:
+        return None
+    path = os.path.join(workdir, f"{stem}.lua")
+    with open(path, "w") as f:
+        f.write(en["script"])
+    return path
+
+
 def bench_group(name, make_entries, rounds, seconds, connections, workdir):
     envoys, upstream = [], None
     try:
@@ -482,11 +488,7 @@ def bench_group(name, make_entries, rounds, seconds, connections, workdir):
                 continue
             if en["upstream"] and upstream is None:
                 upstream = start_upstream()
-            script = None
-            if en["script"]:
-                script = os.path.join(workdir, f"{abs(hash(name))}-{i}.lua")
-                with open(script, "w") as f:
-                    f.write(en["script"])
+            script = lua_file(en, workdir, f"{abs(hash(name))}-{i}")
             port, admin = harness.free_port(), harness.free_port()
             cfg = envoy_config(port, admin, en["filters"], en["route"],
                                upstream.port if en["upstream"] else None)
