@@ -25,6 +25,8 @@ WASM_DIR = os.environ.get(
     "PALISADE_WASM_DIR", os.path.join(ROOT, "target", "wasm32-wasip1", "release")
 )
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+# The request id Envoy gives a request (a UUID), as error bodies carry it.
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def envoy_binary():

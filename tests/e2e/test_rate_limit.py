@@ -92,6 +92,8 @@ def test_429_carries_retry_after_ratelimit_headers_and_json(envoy):
     assert r.header("content-type") == "application/json"
     body = r.json()
     assert body["error"] == "rate_limited" and body["status"] == 429
+    # The request id Envoy gave the request (read from the host: this limit needs no headers).
+    assert re.fullmatch(harness.UUID, body["request_id"]), body
     retry = int(r.header("retry-after"))
     assert 1 <= retry <= 1200  # one request per 1200 s comes back
     assert r.header("ratelimit-policy") == '"per_client";q=3;w=3600'

@@ -200,7 +200,7 @@ def test_https_reject_mode_sends_json_error(envoy):
     body = r.json()
     # Envoy is the edge: it replaces a client's x-request-id with its own UUID, which the body carries.
     request_id = body.pop("request_id")
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", request_id)
+    assert re.fullmatch(harness.UUID, request_id)
     assert body == {"error": "https_required", "message": "this endpoint is only served over HTTPS",
                     "status": 403}
     assert r.header("x-content-type-options") == "nosniff"

@@ -3,6 +3,7 @@ server as an Envoy cluster and tokens minted by PyJWT / pyseto (not by the code 
 
 import base64
 import json
+import re
 import time
 
 import pytest
@@ -85,6 +86,8 @@ def test_missing_token_gets_401_with_rfc6750_challenge(token_envoy):
     assert r.header("www-authenticate").startswith('Bearer realm="api"')
     assert r.header("content-type") == "application/json"
     assert r.json()["status"] == 401
+    # Envoy's request id, taken from the headers the filter had read.
+    assert re.fullmatch(harness.UUID, r.json()["request_id"])
     assert e.counter("palisade_token_denied_missing_total") == 1
 
 

@@ -93,10 +93,10 @@ pub fn route_name() -> Option<String> {
     property(&["xds", "route_name"])
 }
 
-/// Sends one of Palisade's JSON error replies, plus `extra` headers (e.g. security headers).
-pub fn send_error(reply: &ErrorResponse, extra: &[(&str, &str)]) {
-    let request_id = request_header("x-request-id");
-    let body = reply.body(request_id.as_deref());
+/// Sends one of Palisade's JSON error replies with the request's id, plus `extra` headers (e.g.
+/// security headers). Stages call [`pipeline::Request::send_error`], which finds the id.
+pub fn send_error(reply: &ErrorResponse, request_id: Option<&str>, extra: &[(&str, &str)]) {
+    let body = reply.body(request_id);
     let mut headers = reply.all_headers();
     headers.extend_from_slice(extra);
     send_response(reply.status, headers, Some(&body));

@@ -101,6 +101,17 @@ impl Request {
             .as_deref()
     }
 
+    /// Answers the request with one of Palisade's JSON error replies (plus `extra` headers). Its
+    /// `x-request-id` comes from the headers when a stage read them, otherwise from one host read.
+    pub fn send_error(&self, reply: &palisade::response::ErrorResponse, extra: &[(&str, &str)]) {
+        const REQUEST_ID: &str = "x-request-id";
+        if self.headers_read {
+            crate::send_error(reply, self.get(REQUEST_ID), extra);
+        } else {
+            crate::send_error(reply, crate::request_header(REQUEST_ID).as_deref(), extra);
+        }
+    }
+
     /// Removes a header, upstream and here. Once the headers were read, a header the request
     /// does not carry costs no host call.
     pub fn remove(&mut self, name: &str) {

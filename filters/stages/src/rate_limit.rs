@@ -206,7 +206,7 @@ impl Limit {
             Decision::Act(v) => v,
             Decision::DecideLocally => self.local_verdict(&plan, req),
             Decision::Unavailable(reply) => {
-                host::send_error(&reply, &[]);
+                req.send_error(&reply, &[]);
                 return Flow::Answered;
             }
         };
@@ -218,7 +218,7 @@ impl Limit {
         let config = Rc::clone(&self.config);
         self.metrics.outcome(verdict.outcome()).inc();
         if verdict.is_limited() {
-            host::send_error(&config.rejection(&plan, verdict), &[]);
+            req.send_error(&config.rejection(&plan, verdict), &[]);
             return Flow::Answered;
         }
         if let Some((name, value)) = shadow_mark(verdict) {
@@ -257,7 +257,7 @@ impl Stage for Limit {
             match config.auth_blocked_for(&SharedData, &plan, req.now_nanos()) {
                 Ok(Some(remaining)) => {
                     self.metrics.auth_blocked.inc();
-                    host::send_error(&config.blocked_response(&plan, remaining), &[]);
+                    req.send_error(&config.blocked_response(&plan, remaining), &[]);
                     return Flow::Answered;
                 }
                 Ok(None) => {}

@@ -106,7 +106,7 @@ impl Stage for Headers {
                 Flow::Answered
             }
             RequestAction::Reject(error) => {
-                host::send_error(&error, &policy.local_reply_headers(self.https));
+                req.send_error(&error, &policy.local_reply_headers(self.https));
                 metrics.https_rejected.inc();
                 Flow::Answered
             }

@@ -502,7 +502,7 @@ impl Check {
                         failure.reason.metric()
                     );
                 }
-                host::send_error(&reply, &[]);
+                req.send_error(&reply, &[]);
                 Flow::Answered
             }
             None => {
