@@ -61,7 +61,7 @@ impl Env {
 }
 
 fn status<'v>(v: &'v Verdict, name: &str) -> &'v palisade::ratelimit::limiter::LimitStatus {
-    v.statuses.iter().find(|s| s.name == name).unwrap()
+    v.statuses.iter().find(|s| &*s.name == name).unwrap()
 }
 
 const IP: &str = "203.0.113.10:1000";
@@ -81,14 +81,14 @@ fn the_tightest_of_several_limits_on_one_key_decides() {
     assert!(v.is_limited());
     assert!(!status(&v, "per-second").allowed);
     assert!(status(&v, "per-minute").allowed);
-    assert_eq!(v.tightest().unwrap().name, "per-second");
+    assert_eq!(&*v.tightest().unwrap().name, "per-second");
 
     // A second later the per-minute limit has only 2 left.
     assert_eq!(env.admitted("/", IP, NOW + NANOS_PER_SEC, 10), 2);
     let v = env.ask("/", IP, NOW + 2 * NANOS_PER_SEC);
     assert!(v.is_limited());
     assert!(status(&v, "per-second").allowed);
-    assert_eq!(v.tightest().unwrap().name, "per-minute");
+    assert_eq!(&*v.tightest().unwrap().name, "per-minute");
     let wait = v.retry_after_ns().unwrap();
     assert!(
         wait > NANOS_PER_SEC,
@@ -124,7 +124,7 @@ fn every_matching_rule_adds_its_limits_and_inherited_ones_count_once() {
         env.ask(path, "192.0.2.1:1", NOW)
             .statuses
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .collect()
     };
     assert_eq!(names("/api/x"), ["global", "api", "writes"]);
@@ -175,7 +175,7 @@ fn shadow_limits_count_and_mark_but_never_refuse() {
     let v = env.ask("/", IP, NOW);
     assert!(v.retry_after_ns().is_some());
     assert_eq!(
-        v.tightest().unwrap().name,
+        &*v.tightest().unwrap().name,
         "enforced",
         "shadow limits are never 'tightest'"
     );

@@ -254,7 +254,7 @@ fn a_backend_answer_becomes_a_verdict_with_header_figures() {
     assert!(v.is_shadow_limited());
     let first = &v.statuses[0];
     assert_eq!(
-        (first.name.as_str(), first.requests, first.period),
+        (&*first.name, first.requests, first.period),
         ("per-client", 10, Period::Minute)
     );
     assert_eq!(first.remaining, 7);
@@ -278,7 +278,7 @@ fn a_descriptor_the_backend_has_no_limit_for_gives_no_quota_figures() {
     ];
     let v = verdict(&cfg, &p, &decode_response(&bytes).unwrap());
     assert!(v.admitted);
-    let names: Vec<&str> = v.statuses.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = v.statuses.iter().map(|s| &*s.name).collect();
     assert_eq!(names, ["per-key"]);
     assert_eq!(v.statuses[0].remaining, 99);
 }

@@ -194,7 +194,13 @@ fn several_limits_under_contention_stay_exact_and_count_only_admitted_requests()
     // for exactly those 7 admissions: refused requests and refunded partial writes cost nothing.
     let v = ask(&cfg, &store, "10.0.0.1:1", NOW).unwrap();
     assert!(!v.admitted);
-    let status = |name: &str| v.statuses.iter().find(|s| s.name == name).unwrap().clone();
+    let status = |name: &str| {
+        v.statuses
+            .iter()
+            .find(|s| &*s.name == name)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(status("tight").remaining, 0);
     assert_eq!(status("loose").remaining, 100 - 7);
     assert_eq!(status("global").remaining, 1000 - 7);
@@ -235,7 +241,7 @@ fn real_threads_hammering_one_key_get_exactly_the_limit() {
     }
     assert_eq!(admitted_total.load(Ordering::SeqCst), 37);
     let v = ask(&cfg, store.as_ref(), "192.0.2.200:5", NOW).unwrap();
-    let global = v.statuses.iter().find(|s| s.name == "global").unwrap();
+    let global = v.statuses.iter().find(|s| &*s.name == "global").unwrap();
     assert_eq!(
         global.remaining,
         5000 - 37 - 1,
@@ -489,7 +495,7 @@ fn a_store_failure_midway_refunds_the_limits_already_charged() {
     let err = ask(&cfg, &failing, "10.2.2.2:1", NOW).unwrap_err();
     assert_eq!(err, StoreError::Host("quota exceeded".into()));
     let v = ask(&cfg, &store, "10.2.2.2:1", NOW).unwrap();
-    let first = v.statuses.iter().find(|s| s.name == "first").unwrap();
+    let first = v.statuses.iter().find(|s| &*s.name == "first").unwrap();
     assert_eq!(
         first.remaining, 4,
         "only this request is counted; the failed one was refunded"

@@ -378,7 +378,7 @@ fn compile_limit(at: &str, prefix: &str, spec: &LimitSpec) -> Result<Limit, Conf
     let key = Key::compile(&format!("{at}.key"), &key_spec)?;
     let max_keys = max_keys(&format!("{at}.max_keys"), spec.max_keys)?;
     Ok(Limit {
-        name: spec.name.clone(),
+        name: spec.name.as_str().into(),
         rate,
         key,
         missing: spec.missing,

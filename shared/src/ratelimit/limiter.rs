@@ -29,12 +29,14 @@ use super::gcra::{Decision, Period, Rate};
 use super::key::{Key, KeyValue, MissingKey};
 use super::state::{Table, MAX_WORDS};
 use super::store::{CasStore, StoreError, MAX_ATTEMPTS};
+use std::sync::Arc;
 
 /// A compiled limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
-    /// The limit's name (`RateLimit-Policy` item, metrics, logs).
-    pub name: String,
+    /// The limit's name (`RateLimit-Policy` item, metrics, logs); shared with every status that
+    /// reports it, so a verdict costs no copy of it.
+    pub name: Arc<str>,
     pub rate: Rate,
     pub key: Key,
     pub missing: MissingKey,
@@ -56,7 +58,7 @@ pub struct CheckItem<'a> {
 /// How one limit judged the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitStatus {
-    pub name: String,
+    pub name: Arc<str>,
     pub requests: u32,
     pub period: Period,
     pub burst: u32,
@@ -160,7 +162,7 @@ impl Verdict {
         self.statuses
             .iter()
             .filter(|s| s.shadow && !s.allowed)
-            .map(|s| s.name.as_str())
+            .map(|s| &*s.name)
     }
 
     /// The enforced limit closest to refusing: a refusing one with the longest wait, else the

@@ -165,7 +165,7 @@ pub fn descriptors(cfg: &RateLimitConfig, plan: &Plan) -> Vec<Vec<(String, Strin
         .iter()
         .filter_map(|check| {
             let limit = cfg.limits().get(check.limit)?;
-            let mut entries = vec![(LIMIT_ENTRY.to_owned(), limit.name.clone())];
+            let mut entries = vec![(LIMIT_ENTRY.to_owned(), limit.name.to_string())];
             match &check.key {
                 KeyValue::Present(parts) => {
                     entries.extend(parts.iter().map(|e| (e.name.clone(), e.value.clone())))
