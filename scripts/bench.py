@@ -180,13 +180,18 @@ def token_group(alg):
                                     "local_jwks": {"inline_string": json.dumps(jwks)},
                                     **({"jwt_cache_config": {"jwt_cache_size": 100}} if cache else {})}},
             "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]})
+    # A flood of requests without a token (the denial path), once: it does not depend on the alg.
+    denials = [
+        entry("native jwt_authn, no token (401)", [jwt_authn(True)]),
+        entry("palisade token, no token (401)", [palisade(True)], [TA]),
+    ] if alg == "ES256" else []
     return [
         baseline(), floor(),
         entry(f"native jwt_authn {alg}, cache, hot token", [jwt_authn(True)], script=bearer([hot])),
         entry(f"palisade token {alg}, cache, hot token", [palisade(True)], [TA], script=bearer([hot])),
         entry(f"native jwt_authn {alg}, no cache, distinct tokens", [jwt_authn(False)], script=bearer(distinct)),
         entry(f"palisade token {alg}, no cache, distinct tokens", [palisade(False)], [TA], script=bearer(distinct)),
-    ]
+    ] + denials
 
 
 def rate_limit_group():
@@ -205,6 +210,8 @@ def rate_limit_group():
         entry("palisade rate-limit, never rejects, one key", [pal(big, {"constant": "all"})], [RL]),
         entry("native local_ratelimit, rejects most (10/s)", [lr(10)]),
         entry("palisade rate-limit, rejects most (10/s), one key", [pal(10, {"constant": "all"})], [RL]),
+        entry("palisade rate-limit, rejects most (10/s), one key from a header", [pal(10, {"header": "x-api-key"})], [RL],
+              script=lua_rotating_header("x-api-key", ["bench"])),
         entry("palisade rate-limit, never rejects, 10,000 keys", [pal(big, {"header": "x-api-key"})], [RL],
               script=lua_random_key("x-api-key", 10000)),
     ]
