@@ -5,7 +5,7 @@
 //! validated), then validate the whole body (core). Response: scrub configured fields from JSON
 //! bodies. In report-only mode, problems are logged and counted and the request passes.
 
-use log::{info, warn};
+use log::warn;
 use palisade::metrics::Counter;
 use palisade::validation::{
     BodyBuffer, BodyKind, OnFailure, Policy, RequestHead, Scrubbed, ValidationConfig, Verdict,
@@ -96,7 +96,15 @@ impl Validate {
             Verdict::Report(problem) => (problem, false),
             Verdict::Reject(problem) => (problem, true),
         };
-        info!(
+        // Report mode exists to be read; an enforced rejection is counted, and logged at debug
+        // as Envoy's own filters do (a line per request would make a flood write the log).
+        let level = if enforced {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "palisade {FILTER_NAME}: {} ({stage}, {}, rule {}): {} violation(s)",
             if enforced { "rejected" } else { "would reject" },
             problem.category(),

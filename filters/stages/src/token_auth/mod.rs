@@ -11,7 +11,7 @@
 
 mod keys;
 
-use log::{info, warn};
+use log::{debug, warn};
 use palisade::metrics::Counter;
 use palisade::token::remote::{parse_discovery, Endpoint, FetchSchedule, RemoteKeys};
 use palisade::token::{
@@ -494,8 +494,10 @@ impl Check {
         let rule = config.rules().rule_name(self.rule).unwrap_or("default");
         match outcome.response(config) {
             Some(reply) => {
+                // At debug, as Envoy's jwt_authn: a flood of bad tokens must not write a log
+                // line per request (the denial counters show it).
                 if let Some(failure) = outcome.denial() {
-                    info!(
+                    debug!(
                         "palisade {FILTER_NAME}: denied {} {}: {} (rule {rule})",
                         method,
                         palisade::matcher::path_without_query(path),
