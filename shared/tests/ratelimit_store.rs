@@ -462,6 +462,23 @@ fn corrupt_state_in_the_store_is_replaced_not_trusted_and_never_panics() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn state_of_the_previous_format_reads_as_empty_and_is_rewritten() {
+    // Version 1 held SHA-256 fingerprints: after an upgrade its sets are not trusted (a client
+    // starts with a full bucket once), and the next write replaces them.
+    let table = Table::new("t".into(), 8, 1, WhenFull::Shared);
+    let store = MemoryStore::new();
+    let slot = table.read(&store, b"client", NOW).unwrap();
+    let mut old = slot.encode_with([NOW + 60_000_000_000, 0, 0, 0], NOW);
+    old[0] = 1;
+    store.put_raw(&slot.store_key, &old);
+    let again = table.read(&store, b"client", NOW).unwrap();
+    assert_eq!(again.current, None, "a version-1 entry is not used");
+    let rewritten = again.encode_with([NOW + 5, 0, 0, 0], NOW);
+    assert_eq!(rewritten[0], FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, 2);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn a_store_failure_midway_refunds_the_limits_already_charged() {
     /// Fails every write to keys containing `poison`.
     struct Failing<'a> {
