@@ -6,7 +6,7 @@
 use palisade::client_ip::ClientIpConfig;
 use palisade::matcher::Request;
 use palisade::ratelimit::gcra::{Period, NANOS_PER_SEC};
-use palisade::ratelimit::lease::{reservation_size, Leases, LIFETIME_TICKS};
+use palisade::ratelimit::lease::{reservation_size, Leases, LIFETIME_TICKS, MAX_LEASES};
 use palisade::ratelimit::store::MemoryStore;
 use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use serde_json::json;
@@ -635,6 +635,28 @@ fn refusals_from_memory_never_admit_more_than_the_store() {
         }
     }
     assert!((29..=30).contains(&admitted), "admitted {admitted}");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn refusals_whose_wait_is_over_make_room_for_new_ones() {
+    // One request per second per client; as many refused clients as a worker remembers.
+    let env = Env::new(json!({"limits": [{"name": "per-client", "requests": 1, "per": "second"}]}));
+    let mut w = Worker::default();
+    let client = |i: usize| format!("10.0.{}.{}:1000", i / 256, i % 256);
+    for i in 0..MAX_LEASES {
+        assert!(env.reserve(&mut w, &client(i), NOW).admitted);
+        assert!(!env.reserve(&mut w, &client(i), NOW).admitted);
+    }
+    // Two seconds later all those waits are over (no tick has passed): a new client refused by
+    // the store is still remembered, and refused again without the store.
+    let later = NOW + 2 * NANOS_PER_SEC;
+    let newcomer = client(MAX_LEASES);
+    assert!(env.reserve(&mut w, &newcomer, later).admitted);
+    assert!(!env.reserve(&mut w, &newcomer, later).admitted);
+    let before = env.store_ops();
+    assert!(!env.reserve(&mut w, &newcomer, later + 1).admitted);
+    assert_eq!(env.store_ops(), before, "refused from memory");
+    assert_eq!(w.leases.take_refused_again(), 1);
 }
 
 #[wasm_bindgen_test(unsupported = test)]

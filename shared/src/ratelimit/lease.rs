@@ -211,13 +211,18 @@ impl Leases {
         Some(verdict)
     }
 
-    /// Remembers a refusal from the store ([`Leases::refuse`]), while there is room.
+    /// Remembers a refusal from the store ([`Leases::refuse`]), while there is room (refusals
+    /// whose wait is over make room: a flood of refused clients keeps being answered from
+    /// memory, not only the first [`MAX_LEASES`] of them).
     pub fn remember_refusal(&mut self, keys: &[Vec<u8>], verdict: &Verdict, now: u64) {
         let Some(wait) = verdict.retry_after_ns() else {
             return;
         };
         if self.refused.len() >= MAX_LEASES {
-            return;
+            self.refused.retain(|_, r| now < r.until);
+            if self.refused.len() >= MAX_LEASES {
+                return;
+            }
         }
         self.refused.insert(
             keys.concat(),

@@ -491,12 +491,12 @@ impl Check {
         }
 
         state.metrics.outcome(&outcome);
-        let rule = config.rules().rule_name(self.rule).unwrap_or("default");
         match outcome.response(config) {
             Some(reply) => {
                 // At debug, as Envoy's jwt_authn: a flood of bad tokens must not write a log
                 // line per request (the denial counters show it).
                 if let Some(failure) = outcome.denial() {
+                    let rule = config.rules().rule_name(self.rule).unwrap_or("default");
                     debug!(
                         "palisade {FILTER_NAME}: denied {} {}: {} (rule {rule})",
                         method,
