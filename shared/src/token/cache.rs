@@ -16,6 +16,7 @@ use super::config::{CacheSettings, TokenConfig};
 use super::outcome::TokenFormat;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// What a cache entry remembers of a verification.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,9 +24,9 @@ pub(crate) struct CachedVerification {
     pub provider: usize,
     pub generation: u64,
     pub format: TokenFormat,
-    pub key_id: Option<String>,
+    pub key_id: Option<Arc<str>>,
     pub claims: Claims,
-    pub payload_b64: String,
+    pub payload_b64: Arc<str>,
 }
 
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 use crate::config::ConfigError;
 use crate::matcher::HeaderLookup;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// The parts of a request the token filter looks at.
 pub struct TokenRequest<'a> {
@@ -43,28 +44,29 @@ pub struct TokenSourceSpec {
 pub enum TokenSource {
     /// A header (lower-case name); the value must start with `prefix` (case-insensitive), if any.
     Header {
-        name: String,
+        name: Arc<str>,
         prefix: Option<String>,
     },
     /// A query parameter.
-    Query(String),
+    Query(Arc<str>),
     /// A cookie.
-    Cookie(String),
+    Cookie(Arc<str>),
 }
 
-/// Where a token was found, so the filter can remove it.
+/// Where a token was found, so the filter can remove it. The name is shared with the config
+/// (one verification makes no copy of it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenLocation {
-    Header(String),
-    Query(String),
-    Cookie(String),
+    Header(Arc<str>),
+    Query(Arc<str>),
+    Cookie(Arc<str>),
 }
 
 impl TokenSource {
     /// `Authorization: Bearer <token>`.
     pub fn bearer() -> Self {
         TokenSource::Header {
-            name: "authorization".to_owned(),
+            name: Arc::from("authorization"),
             prefix: Some("Bearer ".to_owned()),
         }
     }
@@ -91,17 +93,17 @@ impl TokenSource {
                 nonempty("header", h)?;
                 let name = crate::config::header_name(&format!("{path}.header"), h)?;
                 Ok(TokenSource::Header {
-                    name,
+                    name: name.into(),
                     prefix: spec.prefix.clone().filter(|p| !p.is_empty()),
                 })
             }
             (None, Some(q), None) => {
                 nonempty("query", q)?;
-                Ok(TokenSource::Query(q.clone()))
+                Ok(TokenSource::Query(q.as_str().into()))
             }
             (None, None, Some(c)) => {
                 nonempty("cookie", c)?;
-                Ok(TokenSource::Cookie(c.clone()))
+                Ok(TokenSource::Cookie(c.as_str().into()))
             }
             _ => Err(ConfigError::field(
                 path,
@@ -133,7 +135,7 @@ impl TokenSource {
                 query
                     .split('&')
                     .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-                    .find(|(k, _)| percent_decode(k).as_deref() == Some(name.as_str()))
+                    .find(|(k, _)| percent_decode(k).as_deref() == Some(&**name))
                     .and_then(|(_, v)| percent_decode(v))
                     .and_then(|v| nonempty_token(&v))
                     .map(|t| (t, TokenLocation::Query(name.clone())))
@@ -143,7 +145,7 @@ impl TokenSource {
                 header
                     .split(';')
                     .filter_map(|c| c.trim().split_once('='))
-                    .find(|(k, _)| k.trim() == name)
+                    .find(|(k, _)| k.trim() == &**name)
                     .map(|(_, v)| v.trim().trim_matches('"'))
                     .and_then(nonempty_token)
                     .map(|t| (t, TokenLocation::Cookie(name.clone())))

@@ -16,6 +16,7 @@ use super::headers::claims_to_headers;
 use super::peers::{PeerDenial, SpiffeId};
 use crate::response::ErrorResponse;
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,10 +298,10 @@ pub struct VerifiedToken {
     pub provider: usize,
     pub format: TokenFormat,
     /// `kid` of the key that verified it.
-    pub key_id: Option<String>,
+    pub key_id: Option<Arc<str>>,
     pub claims: Claims,
     /// The payload, base64url-encoded (for `payload_header`).
-    pub payload_b64: String,
+    pub payload_b64: Arc<str>,
     pub location: TokenLocation,
 }
 
@@ -415,7 +416,7 @@ impl Outcome {
             };
             out.extend(claims_to_headers(&t.claims, &p.claim_to_headers));
             if let Some(h) = &p.payload_header {
-                out.push((h.clone(), t.payload_b64.clone()));
+                out.push((h.clone(), t.payload_b64.to_string()));
             }
         }
         out

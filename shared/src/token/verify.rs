@@ -15,6 +15,7 @@ use super::outcome::{
 use super::paseto::{looks_like_paseto, UntrustedPaseto};
 use super::peers::{Peer, PeerMode};
 use super::requirement::{RequireMode, Requirement};
+use std::sync::Arc;
 
 /// Verifies requests against a config and the VM's keys.
 pub struct Verifier<'a> {
@@ -31,9 +32,9 @@ enum Parsed<'t> {
 /// A signature check that passed, before the provider's claim checks.
 struct SignatureOk {
     format: TokenFormat,
-    key_id: Option<String>,
+    key_id: Option<Arc<str>>,
     claims: Claims,
-    payload_b64: String,
+    payload_b64: Arc<str>,
 }
 
 fn keep_furthest(best: &mut Option<Failure>, candidate: Failure) {
@@ -333,9 +334,9 @@ impl<'a> Verifier<'a> {
                 let v = jwt.verify(keys, self.backend).map_err(DenyReason::from)?;
                 Ok(SignatureOk {
                     format: TokenFormat::Jwt(v.algorithm),
-                    key_id: v.key_id,
+                    key_id: v.key_id.map(Arc::from),
                     claims: v.claims,
-                    payload_b64: v.payload_b64,
+                    payload_b64: v.payload_b64.into(),
                 })
             }
             Parsed::Paseto(token) => {
@@ -347,9 +348,9 @@ impl<'a> Verifier<'a> {
                     .map_err(DenyReason::from)?;
                 Ok(SignatureOk {
                     format: TokenFormat::PasetoV4Public,
-                    key_id: v.key_id,
+                    key_id: v.key_id.map(Arc::from),
                     claims: v.claims,
-                    payload_b64: v.payload_b64,
+                    payload_b64: v.payload_b64.into(),
                 })
             }
         }
