@@ -37,7 +37,9 @@ impl ErrorResponse {
     /// The JSON body, with the request id if there is one. Written directly: a flood of refusals
     /// answers every request with one.
     pub fn body(&self, request_id: Option<&str>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(96 + self.message.len());
+        // The fixed parts, the status and the request id fit without growing.
+        let id_len = request_id.map_or(0, str::len);
+        let mut out = Vec::with_capacity(128 + self.error.len() + self.message.len() + id_len);
         out.extend_from_slice(b"{\"error\":");
         push_json_string(&mut out, self.error);
         out.extend_from_slice(b",\"message\":");

@@ -87,9 +87,12 @@ pub fn retry_after_secs(verdict: &Verdict) -> Option<u64> {
     verdict.retry_after_ns().map(|ns| ceil_secs(ns).max(1))
 }
 
-/// The quota headers (`RateLimit-*`, `X-RateLimit-*`) the options ask for.
-pub fn quota_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
+/// Appends the quota headers (`RateLimit-*`, `X-RateLimit-*`) the options ask for.
+fn push_quota_headers(
+    out: &mut Vec<(&'static str, String)>,
+    verdict: &Verdict,
+    options: &HeaderOptions,
+) {
     if options.ietf {
         if let (Some(policy), Some(state)) = (policy_value(verdict), ratelimit_value(verdict)) {
             out.push(("ratelimit-policy", policy));
@@ -103,23 +106,23 @@ pub fn quota_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(&'stati
             out.push(("x-ratelimit-reset", decimal::string(ceil_secs(t.reset_ns))));
         }
     }
-    out
 }
 
 /// Headers for the response to an admitted request: the quota headers if `on_allowed`.
 pub fn allowed_headers(verdict: &Verdict, options: &HeaderOptions) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
     if options.on_allowed && verdict.admitted {
-        quota_headers(verdict, options)
-    } else {
-        Vec::new()
+        push_quota_headers(&mut out, verdict, options);
     }
+    out
 }
 
 /// The response to a refused request: `status` (429 unless configured), the JSON error body,
 /// `Retry-After` and the quota headers the options ask for.
 pub fn rejection(verdict: &Verdict, options: &HeaderOptions, status: u32) -> ErrorResponse {
     let retry = retry_after_secs(verdict);
-    let mut message = String::from("rate limit exceeded");
+    let mut message = String::with_capacity(48);
+    message.push_str("rate limit exceeded");
     if let Some(secs) = retry {
         message.push_str(", retry in ");
         decimal::push(&mut message, secs);
@@ -132,7 +135,7 @@ pub fn rejection(verdict: &Verdict, options: &HeaderOptions, status: u32) -> Err
             response = response.with_header("retry-after", decimal::string(secs));
         }
     }
-    response.headers.extend(quota_headers(verdict, options));
+    push_quota_headers(&mut response.headers, verdict, options);
     response
 }
 
