@@ -215,6 +215,35 @@ fn strips_palisade_headers_by_default() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn headers_the_upstream_sent_are_replaced_and_others_added_once() {
+    // Headers the response lacks are added (no replacement needed), those it carries replaced:
+    // either way each ends with exactly the policy's value.
+    let sh = SecurityHeaders::from_slice(
+        br#"{"headers": {"X-Frame-Options": "deny", "x-frame-options": "sameorigin", "x-extra": "1"}}"#,
+    )
+    .unwrap();
+    let policy = sh
+        .rules
+        .select(&Request::new("GET", "example.com", "/"))
+        .policy;
+    let mut original = upstream();
+    original.push((
+        "x-frame-options".into(),
+        "ALLOW-FROM https://evil.example".into(),
+    ));
+    original.push(("cache-control".into(), "public, max-age=600".into()));
+    let mut out = Headers(original.clone());
+    policy.harden_response(&original, false, &mut out);
+    let frame = out.one("x-frame-options").unwrap();
+    assert!(frame == "deny" || frame == "sameorigin", "{frame}");
+    // `add_if_absent` in the preset: the upstream's own value stays, alone.
+    assert_eq!(out.one("cache-control"), Some("public, max-age=600"));
+    assert_eq!(out.one("x-extra"), Some("1"));
+    assert_eq!(out.one("x-content-type-options"), Some("nosniff"));
+    assert_eq!(out.one("referrer-policy"), Some("no-referrer"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn config_errors() {
     let err = |c: &str| {
         SecurityHeaders::from_slice(c.as_bytes())

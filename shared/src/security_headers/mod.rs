@@ -549,12 +549,17 @@ impl Policy {
             if !applies {
                 continue;
             }
-            if h.mode == Mode::AddIfAbsent
-                && headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(&h.name))
-            {
+            let present = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(&h.name));
+            if h.mode == Mode::AddIfAbsent && present {
                 continue;
             }
-            sink.set(&h.name, &h.value);
+            // A header the response does not carry is added: the host then has nothing to look
+            // up and replace (`compile` keeps one entry per name, so nothing is added twice).
+            if present {
+                sink.set(&h.name, &h.value);
+            } else {
+                sink.add(&h.name, &h.value);
+            }
             done.headers_set += 1;
         }
 
