@@ -633,7 +633,8 @@ def table(rows):
         return None if a is None or b is None or b <= 0 else a / b
 
     for r in rows:
-        base, floor_ = bases.get((r["upstream"], r["shape"])), floors.get((r["upstream"], r["shape"]))
+        kind = (r["upstream"], r["shape"])
+        base, floor_ = bases.get(kind), floors.get(kind)
         over_floor = lambda key: diff(r, floor_, key) if r["wasm"] and r is not floor_ else None
         twin = by_label.get(r["twin"])
         vs_base = r["rps"] / base["rps"] if base else None
