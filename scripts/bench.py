@@ -693,7 +693,9 @@ def main():
         "is the figure to compare across runs and machines. A Palisade configuration is also "
         "compared with its native twin (the native filter doing the same work, same run): "
         "\"req/s vs native\", and \"added µs/k instr vs native\", its cost above the wasm floor "
-        "divided by the native filter's above the baseline (1.00x: as cheap as native).",
+        "divided by the native filter's above the baseline (1.00x: as cheap as native). Requests "
+        "other than a plain GET (a bearer token, an x-api-key, a 1 KiB POST) are compared with "
+        "the baseline and floor driven with the same requests, named after that shape.",
         "",
     ]
     for name, text in results.items():
