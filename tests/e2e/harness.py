@@ -95,8 +95,13 @@ class Envoy:
     def admin(self, path):
         return request(self.admin_port, "GET", path)
 
+    # Palisade's counters reach Envoy at each VM's next tick (every 100 ms): wait a few first.
+    COUNTER_FLUSH_WAIT = 0.3
+
     def stats(self):
-        """Prometheus counters as {name: value} (names without labels)."""
+        """Prometheus counters as {name: value} (names without labels), once what the filters
+        counted so far has reached Envoy."""
+        time.sleep(self.COUNTER_FLUSH_WAIT)
         text = self.admin("/stats/prometheus").body.decode()
         out = {}
         for line in text.splitlines():

@@ -235,7 +235,9 @@ pub trait StageRoot {
     /// The stage for a new request.
     fn create(&self) -> Box<dyn Stage>;
 
-    /// How often [`StageRoot::on_tick`] must run, if at all.
+    /// How often [`StageRoot::on_tick`] must run, if at all. The pipeline ticks at the shortest
+    /// period of its stages and at least every [`crate::METRICS_FLUSH`] (to send the counters),
+    /// so a stage's `on_tick` can run more often than it asked.
     fn tick_period(&self) -> Option<Duration> {
         None
     }
@@ -271,6 +273,12 @@ impl Root {
 }
 
 impl Context for Root {
+    /// The VM is going away: what the counters still hold goes to Envoy first.
+    fn on_done(&mut self) -> bool {
+        crate::flush_metrics();
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -303,10 +311,14 @@ impl RootContext for Root {
                     "palisade {name} v{}: configuration loaded",
                     env!("CARGO_PKG_VERSION")
                 );
-                let tick = stages.iter().filter_map(|s| s.tick_period()).min();
-                if let Some(period) = tick {
-                    let _ = hostcalls::set_tick_period(period);
-                }
+                // The stages' background work, and the counters' flush.
+                let tick = stages
+                    .iter()
+                    .filter_map(|s| s.tick_period())
+                    .chain([crate::METRICS_FLUSH])
+                    .min()
+                    .unwrap_or(crate::METRICS_FLUSH);
+                let _ = hostcalls::set_tick_period(tick);
                 self.stages = stages;
                 true
             }
@@ -321,6 +333,7 @@ impl RootContext for Root {
         for stage in &mut self.stages {
             stage.on_tick();
         }
+        crate::flush_metrics();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -25,6 +25,10 @@ use std::time::Duration;
 
 const FILTER: &str = "rate_limit";
 
+// Reservations end after a number of ticks of `TICK_MS`: the pipeline must not tick faster to
+// send the counters.
+const _: () = assert!(palisade_host::METRICS_FLUSH.as_millis() >= TICK_MS as u128);
+
 /// The core's CAS store over Envoy's shared data (one per `vm_id`, shared by all workers).
 struct SharedData;
 
