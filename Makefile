@@ -74,8 +74,9 @@ CARGO_REGISTRY_SRC := $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src
 # Ed25519's field arithmetic in wasm comes from curve25519-dalek's `fiat` backend (fiat-crypto's
 # formally verified 32-bit code): 7% fewer instructions per EdDSA verification than its default
 # 32-bit backend in `make bench`.
+ED25519_BACKEND := --cfg curve25519_dalek_backend=\"fiat\"
 WASM_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/palisade --remap-path-prefix=$(CARGO_REGISTRY_SRC)=/cargo/registry/src \
-  --cfg curve25519_dalek_backend=\"fiat\"
+  $(ED25519_BACKEND)
 
 build: rust-targets
 	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build --release --target $(WASM_TARGET) $(FILTER_PKGS)
@@ -104,7 +105,7 @@ unit:
 # With the filters' Ed25519 backend, so the core's EdDSA and PASETO tests run on the code shipped.
 wasm-test: rust-targets wasm-bindgen-cli
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	  RUSTFLAGS='--cfg curve25519_dalek_backend="fiat"' \
+	  RUSTFLAGS="$(ED25519_BACKEND)" \
 	  $(CARGO) test -p palisade-shared --target wasm32-unknown-unknown
 
 e2e: venv build rls-server

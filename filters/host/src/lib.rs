@@ -51,10 +51,17 @@ impl HostCounter {
     pub fn define(filter: &str, what: &str) -> Self {
         let name = counter_name(filter, what);
         match hostcalls::define_metric(MetricType::Counter, &name) {
+            // One slot per host counter: defining it again (a new configuration) reuses it.
             Ok(id) => PENDING.with(|pending| {
                 let mut pending = pending.borrow_mut();
-                pending.push((id, 0));
-                HostCounter(Some(pending.len() - 1))
+                let slot = match pending.iter().position(|(known, _)| *known == id) {
+                    Some(slot) => slot,
+                    None => {
+                        pending.push((id, 0));
+                        pending.len() - 1
+                    }
+                };
+                HostCounter(Some(slot))
             }),
             Err(status) => {
                 warn!("palisade {filter}: cannot define metric {name}: {status:?}");
@@ -128,7 +135,7 @@ pub fn route_name() -> Option<String> {
 
 /// Sends one of Palisade's JSON error replies with the request's id, plus `extra` headers (e.g.
 /// security headers). Stages call [`pipeline::Request::send_error`], which finds the id.
-pub fn send_error(reply: &ErrorResponse, request_id: Option<&str>, extra: &[(&str, &str)]) {
+pub(crate) fn send_error(reply: &ErrorResponse, request_id: Option<&str>, extra: &[(&str, &str)]) {
     let body = reply.body(request_id);
     let mut headers = reply.all_headers();
     headers.extend_from_slice(extra);
