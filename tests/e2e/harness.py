@@ -76,6 +76,38 @@ def request(port, method="GET", path="/", headers=None, body=None, host="127.0.0
         conn.close()
 
 
+def request_with_trailers(port, method, path, headers, body, trailers, timeout=10):
+    """One HTTP/1.1 request whose body is sent chunked and followed by `trailers`, all in one
+    write (Envoy reads headers, body and trailers in one go). Envoy accepts HTTP/1 trailers only
+    where the config says so: see `enable_trailers`."""
+    head = f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    chunks = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n"
+    tail = "".join(f"{k}: {v}\r\n" for k, v in trailers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode() + chunks + tail.encode())
+        resp = http.client.HTTPResponse(sock, method=method)
+        resp.begin()
+        data = resp.read()
+        return Response(resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data)
+
+
+def enable_trailers(config):
+    """Lets trailers through on HTTP/1, downstream and to the upstream cluster (HTTP/2 and gRPC
+    always carry them; HTTP/1 only when asked)."""
+    for listener in config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for nf in chain["filters"]:
+                nf["typed_config"].setdefault("http_protocol_options", {})["enable_trailers"] = True
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == "demo_upstream":
+            cluster.setdefault("typed_extension_protocol_options", {})[
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] = {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}},
+            }
+
+
 @dataclass
 class Envoy:
     proc: subprocess.Popen

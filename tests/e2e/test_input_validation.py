@@ -43,6 +43,36 @@ def test_valid_user_is_created_and_the_response_is_scrubbed(users):
     assert users.counter("palisade_input_validation_scrubbed_total") == 1
 
 
+@pytest.fixture
+def users_with_trailers(envoy):
+    return envoy("input-validation.yaml", mutate=harness.enable_trailers)
+
+
+def post_with_trailers(e, body, headers=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return harness.request_with_trailers(e.port, "POST", "/users", {**JSON, **(headers or {})}, data, {"x-sum": "1"})
+
+
+def test_trailers_do_not_carry_a_body_past_validation(users_with_trailers):
+    # Trailers end the body: it is validated then, not let through with them.
+    r = post_with_trailers(users_with_trailers, {**GOOD, "age": 12})
+    assert r.status == 400, r.body
+    assert violations(r) == [("/age", "minimum")]
+    assert post_with_trailers(users_with_trailers, b"").status == 400, "no body at all before the trailers"
+    r = post_with_trailers(users_with_trailers, GOOD)
+    assert r.status == 201, r.body
+    assert r.json()["received_bytes"] == len(json.dumps(GOOD))
+
+
+def test_a_response_ending_in_trailers_is_still_scrubbed(users_with_trailers):
+    r = post_with_trailers(users_with_trailers, GOOD, {"x-demo-trailers": "1"})
+    assert r.status == 201, r.body
+    created = r.json()
+    assert "password" not in created, "the upstream leaked a password; the filter must remove it"
+    assert "secret" not in created["profile"]
+    assert users_with_trailers.counter("palisade_input_validation_scrubbed_total") == 1
+
+
 @pytest.mark.parametrize("body, expected", [
     ({"password": "secret1", "name": "A"}, [("/email", "required")]),
     ({**GOOD, "email": "not-an-email"}, [("/email", "format")]),

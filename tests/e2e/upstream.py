@@ -11,6 +11,9 @@ Paths:
   .../users, .../users/<id>  a user record that leaks `password` and `profile.secret`
   /.well-known/jwks.json     the JWKS set in `Handler.jwks`, if any
   anything else        answers `application/json`
+
+Request bodies may come chunked (trailers are read and dropped). A request with
+`x-demo-trailers: 1` gets its answer chunked, followed by a trailer (`x-demo-trailer: done`).
 """
 
 import argparse
@@ -38,8 +41,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        length = int(self.headers.get("content-length") or 0)
-        body_in = self.rfile.read(length) if length else b""
+        body_in = self._read_body()
         path = self.path.split("?", 1)[0]
         status = 200
         content_type = "application/json"
@@ -82,10 +84,30 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Set-Cookie", "csrftoken=xyz789; Path=/")
         for k, v in extra:
             self.send_header(k, v)
+        if self.headers.get("x-demo-trailers") == "1":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\nx-demo-trailer: done\r\n\r\n" % (len(body), body))
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _read_body(self):
+        if "chunked" not in (self.headers.get("transfer-encoding") or "").lower():
+            length = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(length) if length else b""
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+            pass
+        return body
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
 

@@ -361,12 +361,15 @@ enum Phase {
     Answered,
 }
 
-/// Body bookkeeping for one direction: bytes already let through. While Envoy buffers for this
-/// filter it hands over everything it holds since the last pass, otherwise only the new chunk;
-/// either way the body so far is what passed plus what is handed over now.
+/// Body bookkeeping for one direction: bytes already let through, and bytes Envoy holds for
+/// this filter. While Envoy buffers for this filter it hands over everything it holds since the
+/// last pass, otherwise only the new chunk; either way the body so far is what passed plus what
+/// is handed over now.
 #[derive(Debug, Default, Clone, Copy)]
 struct BodyTrack {
     passed: usize,
+    /// What the last callback handed over, when a stage then waited (Envoy keeps it buffered).
+    held: usize,
 }
 
 impl BodyTrack {
@@ -375,6 +378,18 @@ impl BodyTrack {
             total: self.passed.saturating_add(size),
             buffered: size,
             end,
+        }
+    }
+
+    /// The stages' verdict on `body`: what Envoy holds from now on.
+    fn settle(&mut self, body: Body, flow: Flow) {
+        match flow {
+            Flow::Continue => {
+                self.passed = body.total;
+                self.held = 0;
+            }
+            Flow::Wait => self.held = body.buffered,
+            Flow::Answered => {}
         }
     }
 }
@@ -436,18 +451,33 @@ impl Pipeline {
     /// Runs the request-body callbacks of every stage.
     fn run_request_body(&mut self, size: usize, end: bool) -> Flow {
         let body = self.request_body.progress(size, end);
+        let mut flow = Flow::Continue;
         for stage in &mut self.stages {
-            match stage.on_request_body(body) {
-                Flow::Continue => {}
-                Flow::Answered => {
-                    self.phase = Phase::Answered;
-                    return Flow::Answered;
-                }
-                Flow::Wait => return Flow::Wait,
+            flow = stage.on_request_body(body);
+            if flow != Flow::Continue {
+                break;
             }
         }
-        self.request_body.passed = body.total;
-        Flow::Continue
+        if flow == Flow::Answered {
+            self.phase = Phase::Answered;
+        }
+        self.request_body.settle(body, flow);
+        flow
+    }
+
+    /// Runs the response-body callbacks of the stages that saw the request, in reverse order.
+    fn run_response_body(&mut self, size: usize, end: bool) -> Flow {
+        let body = self.response_body.progress(size, end);
+        let started = self.started.min(self.stages.len());
+        let mut flow = Flow::Continue;
+        for stage in self.stages[..started].iter_mut().rev() {
+            flow = stage.on_response_body(body);
+            if flow != Flow::Continue {
+                break;
+            }
+        }
+        self.response_body.settle(body, flow);
+        flow
     }
 
     /// A waiting stage's call answered with `flow`: go on from there.
@@ -552,15 +582,28 @@ impl HttpContext for Pipeline {
         action(flow)
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let body = self.response_body.progress(body_size, end_of_stream);
-        let started = self.started.min(self.stages.len());
-        for stage in self.stages[..started].iter_mut().rev() {
-            if stage.on_response_body(body) != Flow::Continue {
-                return Action::Pause;
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // The body is complete. Continuing here would let Envoy pass everything it holds, so a
+        // stage that waits for its call or for the whole body must be done first.
+        match self.phase {
+            Phase::Answered => Action::Pause,
+            Phase::Headers { .. } => {
+                // (Envoy holds body and trailers back while request headers wait; a host that
+                // does not gets them held here, for after the call.)
+                let buffered = self.held_body.map_or(0, |(size, _)| size);
+                self.held_body = Some((buffered, true));
+                Action::Pause
             }
+            Phase::Passed => action(self.run_request_body(self.request_body.held, true)),
         }
-        self.response_body.passed = body.total;
-        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.run_response_body(body_size, end_of_stream))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // As for the request: the body is complete, and a waiting stage sees its end here.
+        action(self.run_response_body(self.response_body.held, true))
     }
 }
