@@ -118,6 +118,7 @@ def native_headers_route():
 
 
 NOOP = "palisade_bench_noop.wasm"
+NOOP_TRIMMED = "palisade_bench_noop_trimmed.wasm"
 # Request shapes other than a plain GET (see `entry`).
 BEARER, API_KEY, POST = "bearer token", "x-api-key", "POST 1 KiB"
 SH, RL, TA, IV = ("palisade_security_headers.wasm", "palisade_rate_limit.wasm",
@@ -321,10 +322,25 @@ def chain_group():
     ]
 
 
+def trimmed_floor():
+    """The no-op filter exporting only the callbacks a filter cannot do without (Envoy calls
+    every exported one on every request; Palisade's modules drop those they never use, see
+    scripts/trim_exports.py): the least any proxy-wasm filter can cost."""
+    import trim_exports
+    with open(os.path.join(harness.WASM_DIR, NOOP), "rb") as f:
+        trimmed, _ = trim_exports.trim(f.read(), {
+            "proxy_on_log", "proxy_on_done", "proxy_on_request_body", "proxy_on_request_trailers",
+            "proxy_on_response_headers", "proxy_on_response_body", "proxy_on_response_trailers"})
+    with open(os.path.join(harness.WASM_DIR, NOOP_TRIMMED), "wb") as f:
+        f.write(trimmed)
+    return entry("no-op filter exporting only the request-headers callback", [wasm_filter("noop", NOOP_TRIMMED, {})],
+                 [NOOP_TRIMMED])
+
+
 def host_ops_group():
     """What single host operations cost inside a filter (the wasm floor plus one operation)."""
     probe = lambda ops: entry(f"floor + {ops}", [wasm_filter("noop", NOOP, ops)], [NOOP])
-    return [baseline(), floor()] + [probe(op) for op in [
+    return [baseline(), floor(), trimmed_floor()] + [probe(op) for op in [
         "request_headers", "request_header", "property", "time", "shared_get", "shared_cas",
         "metric", "response_headers", "set_response_headers", "set_response_header",
         "add11_each", "add11_map", "remove_request_header", "local_reply"]]

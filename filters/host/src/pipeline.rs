@@ -272,13 +272,16 @@ impl Root {
     }
 }
 
-impl Context for Root {
-    /// The VM is going away: what the counters still hold goes to Envoy first.
-    fn on_done(&mut self) -> bool {
+/// The VM is going away (Envoy deletes the root context): what the counters still hold goes to
+/// Envoy first. (Not `on_done`: the modules do not export `proxy_on_done`, which Envoy would
+/// otherwise call on every request too.)
+impl Drop for Root {
+    fn drop(&mut self) {
         crate::flush_metrics();
-        true
     }
+}
 
+impl Context for Root {
     fn on_http_call_response(
         &mut self,
         token: u32,
