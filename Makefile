@@ -233,8 +233,11 @@ dist-test: venv build ship-deps cargo-cyclonedx
 reproducible: venv build
 	$(PY) -m pytest tests/supply_chain/test_reproducible.py -q
 
-# deny.toml: advisories (every ignored one with its reason), licences, bans, sources.
+# deny.toml: advisories (every ignored one with its reason), licences, bans, sources. cargo-deny
+# reads the metadata of every package for every target, offline: fetch them first (a fresh
+# machine has downloaded only what it has built so far).
 audit: cargo-deny advisory-db
+	$(CARGO) fetch --locked
 	PATH="$(TOOLS)/bin:$$PATH" $(CARGO) deny --offline check
 
 clean:
