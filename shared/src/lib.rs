@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod combined;
 pub mod config;
 pub mod decimal;
+pub mod header_map;
 pub mod json;
 pub mod matcher;
 pub mod metrics;

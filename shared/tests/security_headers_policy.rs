@@ -2,7 +2,7 @@
 //! The security-headers policy, without Envoy: what a response looks like after hardening.
 
 use palisade::matcher::Request;
-use palisade::security_headers::cookie::{harden, CookieRules, SameSite};
+use palisade::security_headers::cookie::{self, harden, CookieRules, SameSite};
 use palisade::security_headers::{HeaderSink, RequestAction, RequestFacts, SecurityHeaders};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -107,6 +107,66 @@ fn cookies_hardened_one_by_one_in_order() {
             "pref=a; SameSite=Strict; Secure; HttpOnly"
         ]
     );
+}
+
+/// Records how cookies are written back, for sinks that hold their bytes.
+#[derive(Default)]
+struct CookieCalls(Vec<(usize, String, Option<String>)>);
+
+impl HeaderSink for CookieCalls {
+    fn set(&mut self, _: &str, _: &str) {}
+    fn add(&mut self, name: &str, _: &str) {
+        assert_ne!(name, "set-cookie", "cookies go through add_set_cookie");
+    }
+    fn remove(&mut self, _: &str) {}
+    fn add_set_cookie(&mut self, nth: usize, original: &str, suffix: Option<&str>) {
+        self.0
+            .push((nth, original.to_owned(), suffix.map(str::to_owned)));
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn cookies_written_back_by_position_with_only_what_hardening_adds() {
+    // A sink that writes a cookie's own bytes (one that is not UTF-8) gets its position among the
+    // response's cookies and the attributes to append after the kept part; nothing else changes.
+    let sh = SecurityHeaders::from_slice(br#"{"cookies": {"http_only": false}}"#).unwrap();
+    let policy = sh
+        .rules
+        .select(&Request::new("GET", "example.com", "/"))
+        .policy;
+    let mut headers = upstream();
+    headers.push(("set-cookie".into(), "note=caf\u{fffd}; Path=/;  ".into()));
+    headers.push(("set-cookie".into(), "done=1; Secure; SameSite=Lax".into()));
+    let mut calls = CookieCalls::default();
+    let done = policy.harden_response(&headers, false, &mut calls);
+    assert_eq!(done.cookies_hardened, 3);
+    let call = |nth: usize, original: &str, suffix: Option<&str>| {
+        (nth, original.to_owned(), suffix.map(str::to_owned))
+    };
+    assert_eq!(
+        calls.0,
+        vec![
+            call(0, "sid=1; Path=/", Some("; Secure; SameSite=Lax")),
+            call(1, "pref=a; SameSite=Strict", Some("; Secure")),
+            call(
+                2,
+                "note=caf\u{fffd}; Path=/;  ",
+                Some("; Secure; SameSite=Lax")
+            ),
+            call(3, "done=1; Secure; SameSite=Lax", None),
+        ]
+    );
+    let rules = CookieRules {
+        secure: true,
+        http_only: false,
+        same_site: Some(SameSite::Lax),
+    };
+    for (_, original, suffix) in &calls.0 {
+        let hardened = suffix
+            .as_deref()
+            .map(|s| [cookie::kept_part(original), s].concat());
+        assert_eq!(harden(original, &rules), hardened, "{original}");
+    }
 }
 
 #[wasm_bindgen_test(unsupported = test)]

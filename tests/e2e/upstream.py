@@ -8,6 +8,7 @@ Paths:
   /html...             answers `text/html`
   /status/<code>       answers with that status
   /own-headers         sets its own `x-frame-options` and `cache-control`
+  /latin1              sets `x-note` and a cookie whose values are Latin-1 bytes, not UTF-8
   .../users, .../users/<id>  a user record that leaks `password` and `profile.secret`
   /.well-known/jwks.json     the JWKS set in `Handler.jwks`, if any
   anything else        answers `application/json`
@@ -55,6 +56,9 @@ class Handler(BaseHTTPRequestHandler):
             content_type = "text/html; charset=utf-8"
         if path == "/own-headers":
             extra = [("X-Frame-Options", "SAMEORIGIN"), ("Cache-Control", "public, max-age=60")]
+        if path == "/latin1":
+            # http.server writes header values as Latin-1: "é" goes out as the single byte 0xE9.
+            extra = [("X-Note", "caf\u00e9"), ("Set-Cookie", "note=caf\u00e9; Path=/")]
         if path.endswith("/users") and self.command == "POST" or "/users/" in path:
             # A user record that leaks what it should not (the input-validation filter scrubs it).
             status = 201 if self.command == "POST" else 200

@@ -6,6 +6,7 @@
 //! (`palisade`) decides what missing facts mean.
 
 use log::{error, warn};
+use palisade::header_map::HeaderList;
 use palisade::metrics::{counter_name, Counter};
 use palisade::response::ErrorResponse;
 use proxy_wasm::hostcalls;
@@ -95,21 +96,61 @@ pub fn flush_metrics() {
     });
 }
 
-/// All request headers (pseudo-headers included), in one host call.
-pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
 }
 
-/// All response headers, in one host call.
-pub fn response_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default()
+/// A whole header map, in one host call.
+///
+/// Read here rather than through the SDK's `get_map`, which panics on a value that is not UTF-8
+/// (HTTP/1 allows such bytes and Envoy passes them on): one request carrying one would stop the
+/// filter's VM. [`HeaderList`] decides on such values as text and keeps their bytes.
+fn header_map(map: MapType) -> HeaderList {
+    const OK: u32 = 0;
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes the address and size of a buffer it allocated in this module's
+    // memory through the SDK's `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size`
+    // bytes), or leaves `data` null.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    if status != OK || data.is_null() {
+        return HeaderList::default();
+    }
+    // SAFETY: as above; ownership of the buffer passes to this function, which frees it.
+    let bytes: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, size)) };
+    HeaderList::decode(&bytes).unwrap_or_else(|e| {
+        warn!("palisade: cannot read {map:?}: {e}");
+        HeaderList::default()
+    })
+}
+
+/// One header value as text (a value that is not UTF-8 with its invalid sequences replaced).
+fn header_value(map: MapType, name: &str) -> Option<String> {
+    let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// All request headers (pseudo-headers included), in one host call.
+pub fn request_headers() -> Vec<(String, String)> {
+    header_map(MapType::HttpRequestHeaders).into_pairs()
+}
+
+/// All response headers, in one host call, with the bytes of values that are not UTF-8.
+pub fn response_headers() -> HeaderList {
+    header_map(MapType::HttpResponseHeaders)
 }
 
 /// One request header.
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    header_value(MapType::HttpRequestHeaders, name)
 }
 
 /// Removes a request header before the upstream sees it.
@@ -151,9 +192,7 @@ pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]
 
 /// One response header.
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+    header_value(MapType::HttpResponseHeaders, name)
 }
 
 /// Sets (replaces) a response header.
@@ -169,6 +208,11 @@ pub fn remove_response_header(name: &str) {
 /// Appends a response header value (never merged with existing ones: `set-cookie`).
 pub fn add_response_header(name: &str, value: &str) {
     let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
+}
+
+/// Appends a response header value given as bytes (one the upstream sent that is not UTF-8).
+pub fn add_response_header_bytes(name: &str, value: &[u8]) {
+    let _ = hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value);
 }
 
 /// Finds a header in a list fetched with [`request_headers`] / [`response_headers`].
@@ -229,7 +273,7 @@ pub fn http_call(
 
 /// The headers of an HTTP call's answer (inside `on_http_call_response`).
 pub fn http_call_response_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
+    header_map(MapType::HttpCallResponseHeaders).into_pairs()
 }
 
 /// The body of an HTTP call's answer, up to `max` bytes.

@@ -12,6 +12,7 @@
 
 use crate::{find, request_headers, response_headers, resume_request};
 use log::{error, info};
+use palisade::header_map::HeaderList;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
@@ -140,24 +141,28 @@ impl Request {
 /// cost more than one call per header, since Envoy then removes and re-adds every header.
 #[derive(Debug, Default)]
 pub struct Response {
-    headers: Option<Vec<(String, String)>>,
+    headers: Option<HeaderList>,
 }
 
 impl Response {
+    fn list(&mut self) -> &mut HeaderList {
+        self.headers.get_or_insert_with(response_headers)
+    }
+
     /// All response headers (one host read, the first time), with the writes made since.
     pub fn headers(&mut self) -> &[(String, String)] {
-        self.headers.get_or_insert_with(response_headers)
+        self.list().pairs()
     }
 
     /// One header by (lower-case) name.
     pub fn get(&mut self, name: &str) -> Option<&str> {
-        find(self.headers(), name)
+        self.list().get(name)
     }
 
     /// All response headers, for a stage that edits them through the host itself (the one that
     /// edits the most: keeping this copy in step with every write was measured to cost more than
     /// reading the headers again); the next reader reads them again.
-    pub fn take_headers(&mut self) -> Vec<(String, String)> {
+    pub fn take_headers(&mut self) -> HeaderList {
         self.headers.take().unwrap_or_else(response_headers)
     }
 
@@ -165,8 +170,8 @@ impl Response {
     pub fn set(&mut self, name: &str, value: &str) {
         crate::set_response_header(name, value);
         if let Some(headers) = &mut self.headers {
-            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            headers.push((name.to_owned(), value.to_owned()));
+            headers.remove(name);
+            headers.push(name, value);
         }
     }
 
@@ -174,7 +179,7 @@ impl Response {
     pub fn add(&mut self, name: &str, value: &str) {
         crate::add_response_header(name, value);
         if let Some(headers) = &mut self.headers {
-            headers.push((name.to_owned(), value.to_owned()));
+            headers.push(name, value);
         }
     }
 
@@ -182,10 +187,10 @@ impl Response {
     /// costs no host call.
     pub fn remove(&mut self, name: &str) {
         if let Some(headers) = &mut self.headers {
-            if find(headers, name).is_none() {
+            if headers.get(name).is_none() {
                 return;
             }
-            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            headers.remove(name);
         }
         crate::remove_response_header(name);
     }

@@ -65,7 +65,7 @@ pub fn harden(set_cookie: &str, rules: &CookieRules) -> Option<String> {
         return None;
     }
     let mut out = String::with_capacity(set_cookie.len() + 40);
-    out.push_str(set_cookie.trim_end().trim_end_matches(';'));
+    out.push_str(kept_part(set_cookie));
     if add_secure {
         out.push_str("; Secure");
     }
@@ -77,6 +77,12 @@ pub fn harden(set_cookie: &str, rules: &CookieRules) -> Option<String> {
         out.push_str(s.as_str());
     }
     Some(out)
+}
+
+/// What hardening keeps of a `Set-Cookie` value before the attributes it adds: the value without
+/// trailing whitespace and semicolons.
+pub fn kept_part(set_cookie: &str) -> &str {
+    set_cookie.trim_end().trim_end_matches(';')
 }
 
 /// The cookie name of a `Set-Cookie` value (`id=abc; Path=/` → `id`).

@@ -132,6 +132,19 @@ pub trait HeaderSink {
     fn add(&mut self, name: &str, value: &str);
     /// Removes every value of `name`.
     fn remove(&mut self, name: &str);
+    /// Writes back the `nth` `Set-Cookie` value of the response (`original`, as text), with
+    /// `suffix` (the attributes hardening adds) after its [`cookie::kept_part`], or unchanged
+    /// when `suffix` is `None`. A sink that holds the value's bytes because they were not UTF-8
+    /// writes those, so that hardening never rewrites what the upstream set.
+    fn add_set_cookie(&mut self, _nth: usize, original: &str, suffix: Option<&str>) {
+        match suffix {
+            None => self.add("set-cookie", original),
+            Some(suffix) => self.add(
+                "set-cookie",
+                &[cookie::kept_part(original), suffix].concat(),
+            ),
+        }
+    }
 }
 
 /// What hardening a response did (for metrics).
@@ -616,8 +629,11 @@ fn harden_cookies(
     }
     // Rewrite them all, in order, one header each: never merged into one line.
     sink.remove("set-cookie");
-    for (original, new) in cookies.iter().zip(&hardened) {
-        sink.add("set-cookie", new.as_deref().unwrap_or(original));
+    for (nth, (original, new)) in cookies.iter().zip(&hardened).enumerate() {
+        let suffix = new
+            .as_deref()
+            .and_then(|new| new.get(cookie::kept_part(original).len()..));
+        sink.add_set_cookie(nth, original, suffix);
     }
     changed
 }
