@@ -50,6 +50,7 @@ class Response:
     status: int
     headers: list  # [(lower-case name, value)], duplicates kept, in order
     body: bytes
+    trailers: list = field(default_factory=list)  # HTTP/2 responses (request_h2)
 
     def header(self, name):
         """The single value of `name` (None if absent); fails if it appears more than once."""
@@ -90,6 +91,54 @@ def request_with_trailers(port, method, path, headers, body, trailers, timeout=1
         resp.begin()
         data = resp.read()
         return Response(resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data)
+
+
+def request_h2(port, method="GET", path="/", headers=None, body=None, trailers=None, timeout=10):
+    """One HTTP/2 request over cleartext (h2c, prior knowledge: what Envoy's AUTO codec accepts)
+    on a fresh connection, its body sent in 1 KiB DATA frames, then `trailers` if given (as gRPC
+    does). The response's trailers, if any, are in `Response.trailers`."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    request_headers = [(":method", method), (":path", path), (":scheme", "http"),
+                       (":authority", f"127.0.0.1:{port}")] + list((headers or {}).items())
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request_headers],
+                          end_stream=not body and not trailers)
+        body = body or b""
+        for at in range(0, len(body), 1024):
+            last = at + 1024 >= len(body)
+            conn.send_data(stream, body[at:at + 1024], end_stream=last and not trailers)
+        if trailers:
+            conn.send_headers(stream, [(k.encode(), v.encode()) for k, v in trailers.items()], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, got, data, tail = None, [], b"", []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the connection closed before the response ended")
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    for k, v in event.headers:
+                        k, v = k.decode("latin-1"), v.decode("latin-1")
+                        if k == ":status":
+                            status = int(v)
+                        else:
+                            got.append((k, v))
+                elif isinstance(event, h2.events.TrailersReceived):
+                    tail = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    raise ConnectionError(f"stream reset: {event.error_code}")
+                elif isinstance(event, h2.events.StreamEnded):
+                    return Response(status, got, data, tail)
+            sock.sendall(conn.data_to_send())
 
 
 def enable_trailers(config):
