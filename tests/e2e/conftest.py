@@ -2,13 +2,16 @@
 
 import os
 import sys
+import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import harness  # noqa: E402
+import tokens  # noqa: E402
 import upstream as upstream_mod  # noqa: E402
+from tokens import Key  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +50,19 @@ def refused(upstream):
         return harness.run_to_exit(config)
 
     return run
+
+
+@pytest.fixture(params=["palisade.yaml", "combined.yaml"])
+def chain(envoy, request):
+    """All four policies, chained (palisade.yaml) and in one module (combined.yaml), two workers,
+    the demo upstream serving the demo issuer's JWKS: (envoy, signing key)."""
+    key = Key("RS256", "demo-1")
+    upstream_mod.Handler.jwks = tokens.jwks(key)
+    try:
+        e = envoy(request.param, concurrency=2)
+        deadline = time.time() + 15
+        while e.counter("palisade_token_jwks_fetch_success_total") < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        yield e, key
+    finally:
+        upstream_mod.Handler.jwks = None

@@ -1,16 +1,10 @@
 """End-to-end: all four policies as in envoy-config/palisade.yaml (four chained filters, what `make
 run` starts) and as in envoy-config/combined.yaml (the same configuration in one module), two
 workers, in front of the demo upstream, which also serves the demo issuer's JWKS. Every test runs
-against both: the combined module must behave exactly as the chain."""
+against both (the `chain` fixture, conftest.py): the combined module must behave exactly as the
+chain."""
 
 import json
-import time
-
-import pytest
-
-import tokens
-import upstream as upstream_mod
-from tokens import Key
 
 HARDENED = {"x-frame-options": "deny", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 
@@ -19,20 +13,6 @@ def hardened(r):
     for name, value in HARDENED.items():
         assert r.header(name) == value, (name, r.status)
     assert r.header("server") is None and r.header("x-powered-by") is None
-
-
-@pytest.fixture(params=["palisade.yaml", "combined.yaml"])
-def chain(envoy, request):
-    key = Key("RS256", "demo-1")
-    upstream_mod.Handler.jwks = tokens.jwks(key)
-    try:
-        e = envoy(request.param, concurrency=2)
-        deadline = time.time() + 15
-        while e.counter("palisade_token_jwks_fetch_success_total") < 1 and time.time() < deadline:
-            time.sleep(0.2)
-        yield e, key
-    finally:
-        upstream_mod.Handler.jwks = None
 
 
 def test_public_paths_need_no_token_and_are_hardened(chain):

@@ -2,35 +2,16 @@
 
 Envoy's listener accepts cleartext HTTP/2 (h2c, prior knowledge) beside HTTP/1; the demo upstream
 stays HTTP/1. Requests carry their bodies in several DATA frames, and gRPC-style requests end in
-trailers. Every test runs against the chained filters and the combined module (as test_chain.py).
+trailers. Every test runs against the chained filters and the combined module (the `chain`
+fixture, conftest.py).
 """
 
 import json
-import time
-
-import pytest
 
 import harness
-import tokens
-import upstream as upstream_mod
-from tokens import Key
 
 # Padding past one DATA frame (harness.request_h2 sends 1 KiB frames).
 PAD = "x" * 1500
-
-
-@pytest.fixture(params=["palisade.yaml", "combined.yaml"])
-def chain(envoy, request):
-    key = Key("ES256", "h2-1")
-    upstream_mod.Handler.jwks = tokens.jwks(key)
-    try:
-        e = envoy(request.param, concurrency=2)
-        deadline = time.time() + 15
-        while e.counter("palisade_token_jwks_fetch_success_total") < 1 and time.time() < deadline:
-            time.sleep(0.2)
-        yield e, key
-    finally:
-        upstream_mod.Handler.jwks = None
 
 
 def h2(e, method, path, **kw):
