@@ -9,6 +9,7 @@
 //! bytes are kept, so that a value written back (a hardened `Set-Cookie`) is the one the upstream
 //! sent, not a rewritten one.
 
+use crate::matcher::HeaderLookup;
 use thiserror::Error;
 
 /// A header map in Envoy's order: names and values as text, plus the bytes of each value that
@@ -58,7 +59,7 @@ impl HeaderList {
     }
 
     /// Appends a pair given as bytes (a name that is not UTF-8 is only ever compared as text).
-    fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
+    pub fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
         let name = String::from_utf8_lossy(name).into_owned();
         let value = match std::str::from_utf8(value) {
             Ok(text) => text.to_owned(),
@@ -91,10 +92,7 @@ impl HeaderList {
 
     /// The first value of `name` (ASCII case-insensitive), as text.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.pairs.header(name)
     }
 
     /// Appends a pair written by a policy (always text).
@@ -119,6 +117,16 @@ impl HeaderList {
             self.raw = kept;
         }
         self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+}
+
+impl From<Vec<(String, String)>> for HeaderList {
+    /// A list of text pairs (every value UTF-8).
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        HeaderList {
+            pairs,
+            raw: Vec::new(),
+        }
     }
 }
 

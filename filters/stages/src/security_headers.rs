@@ -4,10 +4,9 @@
 //! headers, remove leaking ones, harden every `Set-Cookie`. All decisions are in
 //! `palisade::security_headers`; this stage reads what Envoy gives it and applies the answer.
 
-use palisade::header_map::HeaderList;
 use palisade::metrics::Counter;
 use palisade::security_headers::{
-    cookie, HeaderSink, Policy, RequestAction, RequestFacts, SecurityHeaders, FILTER,
+    HeaderSink, Policy, RequestAction, RequestFacts, SecurityHeaders, FILTER,
 };
 use palisade_host::pipeline::{Flow, Request, Response, Stage, StageRoot};
 use palisade_host::{self as host, HostCounter};
@@ -119,11 +118,9 @@ impl Stage for Headers {
         // header by header (calls that only pass data in are nearly free; measured in
         // `make bench`, group "host operations").
         let headers = resp.take_headers();
-        let done = self.policy().harden_response(
-            headers.pairs(),
-            self.https,
-            &mut HostResponseHeaders(&headers),
-        );
+        let done = self
+            .policy()
+            .harden_response(&headers, self.https, &mut HostResponseHeaders);
         let metrics = &self.state.1;
         metrics.responses_hardened.inc();
         if done.headers_removed > 0 {
@@ -136,11 +133,10 @@ impl Stage for Headers {
     }
 }
 
-/// The core's header sink, written through the host one header at a time, over the headers the
-/// response carried (whose bytes it writes back where they were not UTF-8).
-struct HostResponseHeaders<'a>(&'a HeaderList);
+/// The core's header sink, written through the host one header at a time.
+struct HostResponseHeaders;
 
-impl HeaderSink for HostResponseHeaders<'_> {
+impl HeaderSink for HostResponseHeaders {
     fn set(&mut self, name: &str, value: &str) {
         host::set_response_header(name, value);
     }
@@ -150,19 +146,7 @@ impl HeaderSink for HostResponseHeaders<'_> {
     fn remove(&mut self, name: &str) {
         host::remove_response_header(name);
     }
-    fn add_set_cookie(&mut self, nth: usize, original: &str, suffix: Option<&str>) {
-        let raw = (self.0.pairs().iter().enumerate())
-            .filter(|(_, (k, _))| k.eq_ignore_ascii_case("set-cookie"))
-            .nth(nth)
-            .and_then(|(index, _)| self.0.raw_value(index));
-        let value = raw.unwrap_or(original.as_bytes());
-        let Some(suffix) = suffix else {
-            return host::add_response_header_bytes("set-cookie", value);
-        };
-        // What hardening trims off the end (whitespace, `;`) is the same bytes in the text and in
-        // the bytes: a replacement character is neither.
-        let trimmed = original.len() - cookie::kept_part(original).len();
-        let kept = &value[..value.len().saturating_sub(trimmed)];
-        host::add_response_header_bytes("set-cookie", &[kept, suffix.as_bytes()].concat());
+    fn add_bytes(&mut self, name: &str, value: &[u8]) {
+        host::add_response_header_bytes(name, value);
     }
 }

@@ -11,6 +11,7 @@ pub mod cookie;
 pub mod preset;
 
 use crate::config::{from_value, is_header_name, ConfigError};
+use crate::header_map::HeaderList;
 use crate::matcher::RouteMatch;
 use crate::response::ErrorResponse;
 use crate::rules::RuleSet;
@@ -132,19 +133,9 @@ pub trait HeaderSink {
     fn add(&mut self, name: &str, value: &str);
     /// Removes every value of `name`.
     fn remove(&mut self, name: &str);
-    /// Writes back the `nth` `Set-Cookie` value of the response (`original`, as text), with
-    /// `suffix` (the attributes hardening adds) after its [`cookie::kept_part`], or unchanged
-    /// when `suffix` is `None`. A sink that holds the value's bytes because they were not UTF-8
-    /// writes those, so that hardening never rewrites what the upstream set.
-    fn add_set_cookie(&mut self, _nth: usize, original: &str, suffix: Option<&str>) {
-        match suffix {
-            None => self.add("set-cookie", original),
-            Some(suffix) => self.add(
-                "set-cookie",
-                &[cookie::kept_part(original), suffix].concat(),
-            ),
-        }
-    }
+    /// Appends a value given as bytes: a `Set-Cookie` written back from what the upstream sent,
+    /// which need not be UTF-8.
+    fn add_bytes(&mut self, name: &str, value: &[u8]);
 }
 
 /// What hardening a response did (for metrics).
@@ -523,10 +514,11 @@ impl Policy {
     /// Hardens a response: `headers` are the response headers as the upstream sent them.
     pub fn harden_response(
         &self,
-        headers: &[(String, String)],
+        list: &HeaderList,
         https: bool,
         sink: &mut impl HeaderSink,
     ) -> Hardened {
+        let headers = list.pairs();
         let mut done = Hardened::default();
         let html = headers
             .iter()
@@ -577,7 +569,7 @@ impl Policy {
         }
 
         if let Some(cookies) = &self.cookies {
-            done.cookies_hardened = harden_cookies(cookies, headers, sink);
+            done.cookies_hardened = harden_cookies(cookies, list, sink);
         }
         done
     }
@@ -597,22 +589,17 @@ impl Policy {
     }
 }
 
-fn harden_cookies(
-    policy: &CookiePolicy,
-    headers: &[(String, String)],
-    sink: &mut impl HeaderSink,
-) -> u32 {
-    let cookies: Vec<&str> = headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.as_str())
+fn harden_cookies(policy: &CookiePolicy, headers: &HeaderList, sink: &mut impl HeaderSink) -> u32 {
+    let cookies: Vec<(usize, &str)> = (headers.pairs().iter().enumerate())
+        .filter(|(_, (k, _))| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(i, (_, v))| (i, v.as_str()))
         .collect();
     if cookies.is_empty() {
         return 0;
     }
     let hardened: Vec<Option<String>> = cookies
         .iter()
-        .map(|c| {
+        .map(|(_, c)| {
             let name = cookie::cookie_name(c);
             let rules = policy
                 .exceptions
@@ -627,15 +614,27 @@ fn harden_cookies(
     if changed == 0 {
         return 0;
     }
-    // Rewrite them all, in order, one header each: never merged into one line.
+    // Rewrite them all, in order, one header each (never merged into one line), from the bytes
+    // the upstream sent: a value that is not UTF-8 keeps them, and gets only the attributes added.
     sink.remove("set-cookie");
-    for (nth, (original, new)) in cookies.iter().zip(&hardened).enumerate() {
-        let suffix = new
-            .as_deref()
-            .and_then(|new| new.get(cookie::kept_part(original).len()..));
-        sink.add_set_cookie(nth, original, suffix);
+    for ((index, text), new) in cookies.iter().zip(&hardened) {
+        let sent = headers.raw_value(*index).unwrap_or(text.as_bytes());
+        match new {
+            None => sink.add_bytes("set-cookie", sent),
+            Some(new) => sink.add_bytes("set-cookie", &rehardened(sent, text, new)),
+        }
     }
     changed
+}
+
+/// `sent` (the bytes of the `Set-Cookie` value whose text is `text`) hardened as `text` was into
+/// `new`: hardening keeps [`cookie::kept_part`] and appends attributes. What it trims off the end
+/// (whitespace, `;`) is the same bytes in the text and in `sent`: a replacement character is
+/// neither.
+fn rehardened(sent: &[u8], text: &str, new: &str) -> Vec<u8> {
+    let kept = cookie::kept_part(text).len();
+    let sent_kept = &sent[..sent.len().saturating_sub(text.len() - kept)];
+    [sent_kept, new.as_bytes().get(kept..).unwrap_or_default()].concat()
 }
 
 fn is_html(content_type: &str) -> bool {
