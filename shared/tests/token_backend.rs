@@ -256,6 +256,43 @@ fn a_cached_token_skips_the_signature_check_but_not_the_rules() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn only_the_very_token_that_was_verified_is_served_from_the_cache() {
+    // The cache finds entries by a hash of the token's end (its signature) and confirms them by
+    // comparing the whole token: tokens that end the same and are as long must still differ.
+    let (cfg, signer) = single(JwsAlgorithm::Es256);
+    let keys = KeyStore::new(&cfg);
+    let mut cache = TokenCache::from_config(&cfg);
+    let host = Host::new(HostVerdict::Valid);
+    let token = jwt(&signer, JwsAlgorithm::Es256, "k", &good_claims());
+    assert!(run(&cfg, &keys, &host, &token, NOW, Some(&mut cache)).is_allowed());
+    let sub = "\"sub\":\"alice\"";
+    let payload = token.split('.').nth(1).unwrap();
+    let forged_claims = String::from_utf8(b64_decode(payload))
+        .unwrap()
+        .replace(sub, "\"sub\":\"admin\"");
+    let forged = format!(
+        "{}.{}.{}",
+        token.split('.').next().unwrap(),
+        b64(forged_claims.as_bytes()),
+        token.split('.').nth(2).unwrap()
+    );
+    assert_eq!(forged.len(), token.len());
+    assert_ne!(forged, token);
+    // The host says "invalid" from now on: only the cache could let the forged token through.
+    let refusing = Host::new(HostVerdict::Invalid);
+    let o = run(&cfg, &keys, &refusing, &forged, NOW, Some(&mut cache));
+    assert_eq!(
+        o.denial().map(|f| f.reason.clone()),
+        Some(DenyReason::BadSignature)
+    );
+    assert_eq!(refusing.calls(), 1);
+    assert_eq!(cache.hits(), 0);
+    // The genuine token is still a hit.
+    assert!(run(&cfg, &keys, &refusing, &token, NOW, Some(&mut cache)).is_allowed());
+    assert_eq!((cache.hits(), refusing.calls()), (1, 1));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn new_keys_invalidate_cached_verifications() {
     let cfg = config(
         json!({"providers": [{"name": "main", "issuer": "https://issuer.example",

@@ -68,6 +68,10 @@ pub fn b64(bytes: &[u8]) -> String {
     Base64UrlUnpadded::encode_string(bytes)
 }
 
+pub fn b64_decode(text: &str) -> Vec<u8> {
+    Base64UrlUnpadded::decode_vec(text).unwrap()
+}
+
 pub fn rsa_key() -> RsaPrivateKey {
     RsaPrivateKey::from_pkcs8_pem(RSA_2048_PEM).unwrap()
 }
