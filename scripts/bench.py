@@ -341,7 +341,7 @@ def host_ops_group():
     """What single host operations cost inside a filter (the wasm floor plus one operation)."""
     probe = lambda ops: entry(f"floor + {ops}", [wasm_filter("noop", NOOP, ops)], [NOOP])
     return [baseline(), floor(), trimmed_floor()] + [probe(op) for op in [
-        "request_headers", "request_header", "property", "time", "shared_get", "shared_cas",
+        "request_headers", "request_headers_raw", "request_header", "property", "time", "shared_get", "shared_cas",
         "metric", "response_headers", "set_response_headers", "set_response_header",
         "add11_each", "add11_map", "remove_request_header", "local_reply"]]
 

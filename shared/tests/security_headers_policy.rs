@@ -254,10 +254,9 @@ fn https_redirect_reject_and_exemptions() {
 #[wasm_bindgen_test(unsupported = test)]
 fn strips_palisade_headers_by_default() {
     let sh = SecurityHeaders::from_slice(b"{}").unwrap();
-    let headers: Vec<(String, String)> = vec![
-        ("X-Palisade-Claim-Sub".into(), "admin".into()),
-        ("x-other".into(), "1".into()),
-    ];
+    let headers: HeaderList = [("X-Palisade-Claim-Sub", "admin"), ("x-other", "1")]
+        .into_iter()
+        .collect();
     let stripped: Vec<&str> = sh
         .rules
         .default_policy()

@@ -2,6 +2,7 @@
 //! Request bodies: the strict JSON parser (duplicates, depth, UTF-8, hostile numbers), form
 //! bodies with the same field rules, the streaming size limit, and body presence.
 
+use palisade::header_map::HeaderList;
 use palisade::json::{parse_strict, JsonError};
 use palisade::validation::{BodyBuffer, BodyKind, Policy, RequestHead, TooLarge, Verdict};
 use serde_json::{json, Value};
@@ -143,7 +144,7 @@ fn json_post(p: &Policy, body: &[u8]) -> Verdict {
     let head = RequestHead {
         method: "POST",
         path: "/",
-        headers: &headers,
+        headers: &HeaderList::from(headers),
         has_body: true,
     };
     assert_eq!(p.check_head(&head), Verdict::Allow);
@@ -200,7 +201,7 @@ fn form_post(p: &Policy, body: &str) -> Verdict {
     let head = RequestHead {
         method: "POST",
         path: "/",
-        headers: &headers,
+        headers: &HeaderList::from(headers),
         has_body: true,
     };
     assert_eq!(p.check_head(&head), Verdict::Allow);
@@ -269,7 +270,7 @@ fn a_schema_makes_the_body_required_unless_told_otherwise() {
     let no_body = RequestHead {
         method: "POST",
         path: "/",
-        headers: &headers,
+        headers: &HeaderList::from(headers),
         has_body: false,
     };
     assert_eq!(
@@ -353,7 +354,7 @@ fn body_kinds_come_from_the_media_type() {
     let head = RequestHead {
         method: "POST",
         path: "/",
-        headers: &headers,
+        headers: &HeaderList::from(headers),
         has_body: true,
     };
     let plan = p.body_plan(&head);

@@ -3,6 +3,7 @@
 //! path shape and traversal, typed path parameters, query parameters, header count and size
 //! (431), required, forbidden and patterned headers, content type (415), declared length (413).
 
+use palisade::header_map::HeaderList;
 use palisade::matcher::Request;
 use palisade::validation::{Policy, RequestHead, ValidationConfig, Verdict};
 use serde_json::{json, Value};
@@ -19,10 +20,7 @@ fn head_verdict(
     headers: &[(&str, &str)],
     has_body: bool,
 ) -> Verdict {
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let headers: HeaderList = headers.iter().copied().collect();
     p.check_head(&RequestHead {
         method,
         path,

@@ -3,6 +3,7 @@
 //! flow a filter runs (select, head, body), the problem document, no false positives on real
 //! names and emails, report-only mode, and scrubbing of the response.
 
+use palisade::header_map::HeaderList;
 use palisade::matcher::Request;
 use palisade::validation::{
     BodyBuffer, BodyKind, Policy, RequestHead, Scrubbed, ValidationConfig, Verdict,
@@ -74,7 +75,7 @@ fn run(
     let head = RequestHead {
         method,
         path,
-        headers,
+        headers: &HeaderList::from(headers.to_vec()),
         has_body: !body.is_empty(),
     };
     let verdict = policy.check_head(&head);
@@ -269,7 +270,7 @@ fn wrong_method_content_type_and_size_get_their_statuses() {
     let head = RequestHead {
         method: "POST",
         path: "/users",
-        headers: &big,
+        headers: &HeaderList::from(big),
         has_body: true,
     };
     let selected = cfg.select(&Request::new("POST", "api.example.com", "/users"));

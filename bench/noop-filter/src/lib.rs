@@ -3,7 +3,8 @@
 //! With an empty configuration this HTTP filter lets everything through untouched: the cost any
 //! proxy-wasm filter pays. Its configuration can switch on single host operations (a plain list
 //! of words, e.g. `"request_headers metric"`), so `make bench` can show what each one adds:
-//! `request_headers` (read the whole map), `request_header` (read one), `property`
+//! `request_headers` (read the whole map into strings), `request_headers_raw` (read the whole
+//! map and keep the host's buffer as it is), `request_header` (read one), `property`
 //! (`source.address`), `shared_get`, `shared_cas` (read + compare-and-swap write), `metric`
 //! (one counter increment), `response_headers` (read the whole map), `set_response_headers`
 //! (replace the whole map), `set_response_header` (set one header), `time` (host clock),
@@ -24,6 +25,7 @@ proxy_wasm::main! {{
 #[derive(Default, Clone, Copy)]
 struct Probes {
     request_headers: bool,
+    request_headers_raw: bool,
     request_header: bool,
     property: bool,
     shared_get: bool,
@@ -59,6 +61,7 @@ impl RootContext for Root {
         };
         self.probes = Rc::new(Probes {
             request_headers: has("request_headers"),
+            request_headers_raw: has("request_headers_raw"),
             request_header: has("request_header"),
             property: has("property"),
             shared_get: has("shared_get"),
@@ -92,6 +95,27 @@ impl RootContext for Root {
     }
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+}
+
+/// The request header map as the host serializes it, without decoding it.
+fn raw_request_headers() -> Option<Box<[u8]>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes the address and size of a buffer it allocated in this module's
+    // memory through the SDK's `proxy_on_memory_allocate` (a boxed `[u8]`), or leaves it null.
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
+    if status != 0 || data.is_null() {
+        return None;
+    }
+    // SAFETY: as above; the buffer now belongs to this function's caller.
+    Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, size)) })
+}
+
 struct Noop(Rc<Probes>);
 
 impl Context for Noop {}
@@ -101,6 +125,9 @@ impl HttpContext for Noop {
         let p = &self.0;
         if p.request_headers {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
+        if p.request_headers_raw {
+            std::hint::black_box(raw_request_headers());
         }
         if p.request_header {
             let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");

@@ -123,7 +123,7 @@ fn header_map(map: MapType) -> HeaderList {
     }
     // SAFETY: as above; ownership of the buffer passes to this function, which frees it.
     let bytes: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, size)) };
-    HeaderList::decode(&bytes).unwrap_or_else(|e| {
+    HeaderList::decode(bytes.into_vec()).unwrap_or_else(|e| {
         warn!("palisade: cannot read {map:?}: {e}");
         HeaderList::default()
     })
@@ -139,8 +139,8 @@ fn header_value(map: MapType, name: &str) -> Option<String> {
 }
 
 /// All request headers (pseudo-headers included), in one host call.
-pub fn request_headers() -> Vec<(String, String)> {
-    header_map(MapType::HttpRequestHeaders).into_pairs()
+pub fn request_headers() -> HeaderList {
+    header_map(MapType::HttpRequestHeaders)
 }
 
 /// All response headers, in one host call, with the bytes of values that are not UTF-8.
@@ -215,14 +215,6 @@ pub fn add_response_header_bytes(name: &str, value: &[u8]) {
     let _ = hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value);
 }
 
-/// Finds a header in a list fetched with [`request_headers`] / [`response_headers`].
-pub fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 /// The host's clock, in nanoseconds since the Unix epoch (0 if the host cannot tell).
 pub fn now_nanos() -> u64 {
     hostcalls::get_current_time()
@@ -272,8 +264,8 @@ pub fn http_call(
 }
 
 /// The headers of an HTTP call's answer (inside `on_http_call_response`).
-pub fn http_call_response_headers() -> Vec<(String, String)> {
-    header_map(MapType::HttpCallResponseHeaders).into_pairs()
+pub fn http_call_response_headers() -> HeaderList {
+    header_map(MapType::HttpCallResponseHeaders)
 }
 
 /// The body of an HTTP call's answer, up to `max` bytes.

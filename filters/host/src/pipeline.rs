@@ -10,7 +10,7 @@
 //! [`Flow::Wait`], and when the call's answer makes it [`Flow::Continue`], the pipeline runs the
 //! stages after it (and any body that arrived meanwhile) before it resumes the request.
 
-use crate::{find, request_headers, response_headers, resume_request};
+use crate::{request_headers, response_headers, resume_request};
 use log::{error, info};
 use palisade::header_map::HeaderList;
 use proxy_wasm::hostcalls;
@@ -46,7 +46,7 @@ pub struct Body {
 /// what the stages change.
 #[derive(Debug, Default)]
 pub struct Request {
-    headers: Vec<(String, String)>,
+    headers: HeaderList,
     headers_read: bool,
     route_name: Option<Option<String>>,
     source_address: Option<Option<String>>,
@@ -69,13 +69,13 @@ impl Request {
     }
 
     /// The request headers read so far (empty when no stage asked for them).
-    pub fn headers(&self) -> &Vec<(String, String)> {
+    pub fn headers(&self) -> &HeaderList {
         &self.headers
     }
 
     /// One header by (lower-case) name.
     pub fn get(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The request as route rules see it.
@@ -120,15 +120,15 @@ impl Request {
             return;
         }
         crate::remove_request_header(name);
-        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.remove(name);
     }
 
     /// Sets (replaces) a header, upstream and here.
     pub fn set(&mut self, name: &str, value: &str) {
         crate::set_request_header(name, value);
         if self.headers_read {
-            self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            self.headers.push((name.to_owned(), value.to_owned()));
+            self.headers.remove(name);
+            self.headers.push(name, value);
         }
     }
 }
@@ -150,8 +150,8 @@ impl Response {
     }
 
     /// All response headers (one host read, the first time), with the writes made since.
-    pub fn headers(&mut self) -> &[(String, String)] {
-        self.list().pairs()
+    pub fn headers(&mut self) -> &HeaderList {
+        self.list()
     }
 
     /// One header by (lower-case) name.

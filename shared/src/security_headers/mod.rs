@@ -496,7 +496,7 @@ impl Policy {
     /// The request headers to remove before the upstream sees them.
     pub fn headers_to_strip<'a>(
         &'a self,
-        headers: &'a [(String, String)],
+        headers: &'a HeaderList,
     ) -> impl Iterator<Item = &'a str> + 'a {
         headers.iter().filter_map(move |(name, _)| {
             let strip = self
@@ -507,7 +507,7 @@ impl Policy {
                     .strip_prefixes
                     .iter()
                     .any(|p| starts_with_ignore_case(name, p));
-            strip.then_some(name.as_str())
+            strip.then_some(name)
         })
     }
 
@@ -518,17 +518,12 @@ impl Policy {
         https: bool,
         sink: &mut impl HeaderSink,
     ) -> Hardened {
-        let headers = list.pairs();
         let mut done = Hardened::default();
-        let html = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            .is_some_and(|(_, v)| is_html(v));
+        let html = list.get("content-type").is_some_and(is_html);
 
         // Remove leaking headers, each name once.
         let mut last_removed: Option<&str> = None;
-        for (name, _) in headers {
-            let lname = name.as_str();
+        for (lname, _) in list.iter() {
             if last_removed == Some(lname) {
                 continue;
             }
@@ -536,7 +531,7 @@ impl Policy {
                 .remove
                 .binary_search_by(|r| r.as_str().cmp(lname))
                 .is_ok()
-                || (name.bytes().any(|b| b.is_ascii_uppercase())
+                || (lname.bytes().any(|b| b.is_ascii_uppercase())
                     && self.remove.iter().any(|r| r.eq_ignore_ascii_case(lname)))
             {
                 sink.remove(lname);
@@ -554,7 +549,7 @@ impl Policy {
             if !applies {
                 continue;
             }
-            let present = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(&h.name));
+            let present = list.get(&h.name).is_some();
             if h.mode == Mode::AddIfAbsent && present {
                 continue;
             }
@@ -590,9 +585,9 @@ impl Policy {
 }
 
 fn harden_cookies(policy: &CookiePolicy, headers: &HeaderList, sink: &mut impl HeaderSink) -> u32 {
-    let cookies: Vec<(usize, &str)> = (headers.pairs().iter().enumerate())
+    let cookies: Vec<(usize, &str)> = (headers.iter().enumerate())
         .filter(|(_, (k, _))| k.eq_ignore_ascii_case("set-cookie"))
-        .map(|(i, (_, v))| (i, v.as_str()))
+        .map(|(i, (_, v))| (i, v))
         .collect();
     if cookies.is_empty() {
         return 0;

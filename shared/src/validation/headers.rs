@@ -19,6 +19,7 @@ use super::form::{validate_field, FieldRuleNames};
 use super::params::ParamRule;
 use super::problem::{append_segment, Location, Violations};
 use crate::config::ConfigError;
+use crate::header_map::HeaderList;
 
 /// The `headers` section as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,7 +110,7 @@ impl HeaderRules {
     }
 
     /// The 431 check: too many headers, or too many bytes. Returns the violation's detail.
-    pub(crate) fn too_large(&self, headers: &[(String, String)]) -> Option<(&'static str, String)> {
+    pub(crate) fn too_large(&self, headers: &HeaderList) -> Option<(&'static str, String)> {
         let regular = || headers.iter().filter(|(k, _)| !k.starts_with(':'));
         let count = regular().count();
         if count > self.max_count {
@@ -129,9 +130,9 @@ impl HeaderRules {
     }
 
     /// Checks presence and values.
-    pub(crate) fn check(&self, headers: &[(String, String)], out: &mut Violations) {
+    pub(crate) fn check(&self, headers: &HeaderList, out: &mut Violations) {
         let mut pointer = String::new();
-        let present = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        let present = |name: &str| headers.get(name).is_some();
         for name in &self.required {
             if !present(name) {
                 pointer.clear();
@@ -154,7 +155,7 @@ impl HeaderRules {
             let values: Vec<&str> = headers
                 .iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v)
                 .collect();
             if values.is_empty() {
                 continue;

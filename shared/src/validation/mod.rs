@@ -59,6 +59,7 @@ pub use schema::Schema;
 pub use scrub::{OnFailure, Scrubbed, Scrubber};
 
 use crate::config::{self, ConfigError};
+use crate::header_map::HeaderList;
 use crate::matcher::Request;
 use crate::metrics::counter_name;
 use crate::rules::{RuleSet, Selected};
@@ -144,7 +145,7 @@ pub struct RequestHead<'a> {
     /// `:path`, with its query string.
     pub path: &'a str,
     /// The request headers as the host gives them (pseudo-headers may be included).
-    pub headers: &'a [(String, String)],
+    pub headers: &'a HeaderList,
     /// Whether a body follows (in proxy-wasm: `!end_of_stream` in the headers callback).
     pub has_body: bool,
 }
@@ -152,10 +153,7 @@ pub struct RequestHead<'a> {
 impl RequestHead<'_> {
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 }
 

@@ -255,7 +255,8 @@ impl State {
     /// Handles a fetch's answer. Returns the next fetch to start (JWKS after discovery).
     fn on_fetched(&self, fetch: Fetch, body_size: usize) -> Option<(u32, Fetch)> {
         let now = host::now_nanos() / 1_000_000;
-        let status = host::find(&host::http_call_response_headers(), ":status")
+        let status = host::http_call_response_headers()
+            .get(":status")
             .and_then(|s| s.parse::<u32>().ok())
             .unwrap_or(0);
         let provider = match fetch {
