@@ -120,7 +120,23 @@ def native_headers_route():
 NOOP = "palisade_bench_noop.wasm"
 NOOP_TRIMMED = "palisade_bench_noop_trimmed.wasm"
 # Request shapes other than a plain GET (see `entry`).
-BEARER, API_KEY, POST = "bearer token", "x-api-key", "POST 1 KiB"
+BEARER, API_KEY, POST, BROWSER = "bearer token", "x-api-key", "POST 1 KiB", "browser request"
+# What a browser sends for a page (20 headers besides `:authority`, a cookie among them), where
+# wrk sends none: reading request headers costs in proportion to them.
+BROWSER_HEADERS = {
+    "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/131.0.0.0 Safari/537.36",
+    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "accept-language": "en-GB,en;q=0.9,de;q=0.8",
+    "accept-encoding": "gzip, deflate, br, zstd",
+    "referer": "https://shop.example.com/catalog/shoes?page=2",
+    "cookie": "session=3f9a1c0e7b2d4e6f8a0b1c2d3e4f5a6b; theme=dark; consent=necessary,analytics; "
+              "_ga=GA1.2.1234567890.1733400000",
+    "sec-fetch-dest": "document", "sec-fetch-mode": "navigate", "sec-fetch-site": "same-origin",
+    "sec-fetch-user": "?1", "sec-ch-ua": '"Chromium";v="131", "Not_A Brand";v="24"',
+    "sec-ch-ua-mobile": "?0", "sec-ch-ua-platform": '"Linux"', "upgrade-insecure-requests": "1",
+    "priority": "u=0, i",
+}
 SH, RL, TA, IV = ("palisade_security_headers.wasm", "palisade_rate_limit.wasm",
                   "palisade_token_auth.wasm", "palisade_input_validation.wasm")
 CO = "palisade_combined.wasm"
@@ -168,9 +184,13 @@ end
 """
 
 
+def lua_headers(headers):
+    """A wrk script that sends these headers with every request."""
+    return "".join(f'wrk.headers["{k}"] = {json.dumps(v)}\n' for k, v in headers.items())
+
+
 def lua_post(body, headers):
-    hdrs = "".join(f'wrk.headers["{k}"] = {json.dumps(v)}\n' for k, v in headers.items())
-    return f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{hdrs}'
+    return f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{lua_headers(headers)}'
 
 
 def token_group(alg):
@@ -265,11 +285,17 @@ def rate_limit_group():
 
 
 def headers_group():
+    strict = [wasm_filter("security_headers", SH, {"preset": "strict"})]
+    browser = lua_headers(BROWSER_HEADERS)
     return [
         baseline(), floor(),
         entry("native response_headers_to_add", route=native_headers_route()),
-        entry("palisade security-headers strict", [wasm_filter("security_headers", SH, {"preset": "strict"})], [SH],
-              twin="native response_headers_to_add"),
+        entry("palisade security-headers strict", strict, [SH], twin="native response_headers_to_add"),
+        baseline(BROWSER, browser), floor(BROWSER, browser),
+        entry("native response_headers_to_add, browser request", route=native_headers_route(),
+              script=browser, shape=BROWSER),
+        entry("palisade security-headers strict, browser request", strict, [SH], script=browser,
+              twin="native response_headers_to_add, browser request", shape=BROWSER),
     ]
 
 
@@ -718,7 +744,8 @@ def main():
         "compared with its native twin (the native filter doing the same work, same run): "
         "\"req/s vs native\", and \"added µs/k instr vs native\", its cost above the wasm floor "
         "divided by the native filter's above the baseline (1.00x: as cheap as native). Requests "
-        "other than a plain GET (a bearer token, an x-api-key, a 1 KiB POST) are compared with "
+        "other than a plain GET (a bearer token, an x-api-key, a 1 KiB POST, a browser's 20 "
+        "request headers) are compared with "
         "the baseline and floor driven with the same requests, named after that shape."
         + ("" if counts_instructions() else
            " This machine has no hardware instruction counter (a virtual machine without a "
