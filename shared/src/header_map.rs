@@ -19,7 +19,7 @@ use thiserror::Error;
 /// Read in place: the names and values stay in one buffer (the host's, when every one of them is
 /// UTF-8) and the list holds their positions, so reading a map costs two allocations however many
 /// headers it has. One `String` per name and value cost about 2.5 µs per request in Envoy for a
-/// browser's twenty-odd request headers (`make bench`, group "host operations").
+/// browser's twenty-odd request headers (docs/performance.md, session 8).
 #[derive(Default, Clone)]
 pub struct HeaderList {
     /// Every name and value, at the positions `pairs` gives (anything between them is unused).
