@@ -209,11 +209,13 @@ pub fn check_reserving<S: CasStore + ?Sized>(
     if items.is_empty() {
         return Ok(Verdict::unlimited());
     }
-    let keys: Vec<Vec<u8>> = items.iter().map(|i| i.key.to_bytes()).collect();
+    let mut key = Vec::with_capacity(64);
     'attempt: for _ in 0..MAX_ATTEMPTS {
         let mut slots = Vec::with_capacity(items.len());
-        for (item, key) in items.iter().zip(&keys) {
-            slots.push(item.limit.table.read(store, key, now)?);
+        for item in items {
+            key.clear();
+            item.key.write_bytes(&mut key);
+            slots.push(item.limit.table.read(store, &key, now)?);
         }
         let decisions: Vec<Decision> = items
             .iter()
@@ -242,7 +244,8 @@ pub fn check_reserving<S: CasStore + ?Sized>(
             .collect();
 
         if admitted {
-            let mut written: Vec<usize> = Vec::with_capacity(items.len());
+            // Items are written in order and the first failure stops: every item before `i`
+            // that was allowed has been written.
             for (i, (slot, decision)) in slots.iter().zip(&decisions).enumerate() {
                 let Decision::Allow { new_tat, .. } = decision else {
                     continue;
@@ -255,9 +258,11 @@ pub fn check_reserving<S: CasStore + ?Sized>(
                     .saturating_add(u64::from(more).saturating_mul(item.limit.rate.emission_ns()));
                 let bytes = slot.encode_with(words(tat), now);
                 match store.set(&slot.store_key, &bytes, slot.cas) {
-                    Ok(()) => written.push(i),
+                    Ok(()) => {}
                     Err(e) => {
-                        for &w in &written {
+                        let written = (0..i)
+                            .filter(|&w| matches!(decisions.get(w), Some(Decision::Allow { .. })));
+                        for w in written {
                             if let (Some(item), Some(slot), Some(more)) =
                                 (items.get(w), slots.get(w), extra.get(w))
                             {

@@ -321,7 +321,11 @@ impl Table {
         now: u64,
     ) -> Result<Slot, StoreError> {
         let (set_index, fingerprint) = self.locate(key);
-        let store_key = format!("{}/{set_index}", self.prefix);
+        // Written without the formatting machinery: this runs for every request the store sees.
+        let mut store_key = String::with_capacity(self.prefix.len() + 11);
+        store_key.push_str(&self.prefix);
+        store_key.push('/');
+        crate::decimal::push(&mut store_key, u64::from(set_index));
         let stored = store.get(&store_key)?;
         let (set, reset_corrupt) = match SlotSet::decode(stored.value.as_deref(), self.width) {
             Ok(set) => (set, false),
