@@ -192,6 +192,12 @@ impl HeaderList {
     }
 }
 
+/// A header value read on its own, as text: what [`HeaderList`] decides on for it (each invalid
+/// UTF-8 sequence replaced by U+FFFD).
+pub fn value_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Whether a pair's name and value start and end on character boundaries of `text`.
 fn on_boundaries(text: &str, p: &Pair) -> bool {
     [p.name.0, p.name.1, p.value.0, p.value.1]

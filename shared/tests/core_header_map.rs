@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Header maps as Envoy serializes them for a wasm filter: decoded without trusting them.
 
-use palisade::header_map::{HeaderList, HeaderMapError};
+use palisade::header_map::{value_text, HeaderList, HeaderMapError};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 /// Serializes pairs as Envoy does.
@@ -54,6 +54,9 @@ fn a_value_that_is_not_utf8_is_text_with_replacements_and_keeps_its_bytes() {
     assert_eq!(list.raw_value(0), None);
     assert_eq!(list.raw_value(1), Some(&b"caf\xe9"[..]));
     assert_eq!(list.raw_value(2), Some(&b"\xff\xfe"[..]));
+    // A value read on its own is the same text.
+    assert_eq!(value_text(b"caf\xe9".to_vec()), "caf\u{fffd}");
+    assert_eq!(value_text(b"ok".to_vec()), "ok");
 }
 
 #[wasm_bindgen_test(unsupported = test)]

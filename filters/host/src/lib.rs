@@ -129,13 +129,10 @@ fn header_map(map: MapType) -> HeaderList {
     })
 }
 
-/// One header value as text (a value that is not UTF-8 with its invalid sequences replaced).
+/// One header value as text (see [`palisade::header_map::value_text`]).
 fn header_value(map: MapType, name: &str) -> Option<String> {
     let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
-    Some(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    Some(palisade::header_map::value_text(bytes))
 }
 
 /// All request headers (pseudo-headers included), in one host call.
@@ -188,11 +185,6 @@ pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]
     if let Err(status) = hostcalls::send_http_response(status, headers, body) {
         error!("palisade: cannot send a local reply: {status:?}");
     }
-}
-
-/// One response header.
-pub fn response_header(name: &str) -> Option<String> {
-    header_value(MapType::HttpResponseHeaders, name)
 }
 
 /// Sets (replaces) a response header.

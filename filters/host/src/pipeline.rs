@@ -149,11 +149,6 @@ impl Response {
         self.headers.get_or_insert_with(response_headers)
     }
 
-    /// All response headers (one host read, the first time), with the writes made since.
-    pub fn headers(&mut self) -> &HeaderList {
-        self.list()
-    }
-
     /// One header by (lower-case) name.
     pub fn get(&mut self, name: &str) -> Option<&str> {
         self.list().get(name)
@@ -171,14 +166,6 @@ impl Response {
         crate::set_response_header(name, value);
         if let Some(headers) = &mut self.headers {
             headers.remove(name);
-            headers.push(name, value);
-        }
-    }
-
-    /// Appends a value (never merged with existing ones: `set-cookie`).
-    pub fn add(&mut self, name: &str, value: &str) {
-        crate::add_response_header(name, value);
-        if let Some(headers) = &mut self.headers {
             headers.push(name, value);
         }
     }

@@ -613,10 +613,12 @@ fn harden_cookies(policy: &CookiePolicy, headers: &HeaderList, sink: &mut impl H
     // the upstream sent: a value that is not UTF-8 keeps them, and gets only the attributes added.
     sink.remove("set-cookie");
     for ((index, text), new) in cookies.iter().zip(&hardened) {
-        let sent = headers.raw_value(*index).unwrap_or(text.as_bytes());
-        match new {
-            None => sink.add_bytes("set-cookie", sent),
-            Some(new) => sink.add_bytes("set-cookie", &rehardened(sent, text, new)),
+        match (headers.raw_value(*index), new) {
+            (sent, None) => sink.add_bytes("set-cookie", sent.unwrap_or(text.as_bytes())),
+            (None, Some(new)) => sink.add_bytes("set-cookie", new.as_bytes()),
+            (Some(sent), Some(new)) => {
+                sink.add_bytes("set-cookie", &rehardened(sent, text, new));
+            }
         }
     }
     changed
