@@ -13,7 +13,7 @@ FILTER_PKGS := $(addprefix -p palisade-,$(FILTERS))
 # The wasm-bindgen test runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 
-.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench wrk clean e2e-deps rls-server check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
+.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench bench-noop bench-base bench-compare wrk clean e2e-deps rls-server check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
 
 help:
 	@echo "make run    build every filter and start Envoy on http://localhost:10000 with a demo upstream"
@@ -22,6 +22,7 @@ help:
 	@echo "make check-configs  palisade check and palisade schema on every shipped config; Istio manifests against the WasmPlugin CRD"
 	@echo "make audit  cargo deny --offline check (advisories from ../shared/data, licences, bans, sources)"
 	@echo "make bench  Palisade against Envoy's native filters (wrk, loopback); writes docs/benchmarks.md"
+	@echo "make bench-base BASE=dir, then make bench-compare BASE=dir  this build beside an earlier one, same rounds"
 
 ## --- installing what is missing (idempotent) ---------------------------------------------------
 
@@ -120,9 +121,23 @@ e2e: venv build rls-server
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-bench: deps build wrk
-	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build --release --target $(WASM_TARGET) -p palisade-bench-noop
+bench: deps build wrk bench-noop
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+bench-noop:
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build --release --target $(WASM_TARGET) -p palisade-bench-noop
+
+# Before/after a change, side by side in the same rounds (printed, docs/benchmarks.md untouched):
+#   make bench-base BASE=/tmp/before        # keep a copy of today's modules
+#   ... change the code ...
+#   make bench-compare BASE=/tmp/before BENCH_ARGS="--only 'token ES256' --match 'cache, hot'"
+bench-base: build
+	@test -n "$(BASE)" || { echo "usage: make bench-base BASE=<dir>"; exit 2; }
+	mkdir -p $(BASE) && cp $(WASM_OUT)/palisade_*.wasm $(BASE)/
+
+bench-compare: deps build wrk bench-noop
+	@test -n "$(BASE)" || { echo "usage: make bench-compare BASE=<dir> [BENCH_ARGS=...]"; exit 2; }
+	$(PY) scripts/bench.py --compare $(BASE) $(BENCH_ARGS)
 
 ## --- shipping: config checks and dependency audit (issue 7) ----------------------------------------
 

@@ -702,6 +702,67 @@ def table(rows):
     return "\n".join(lines)
 
 
+# --- side by side: this build against another ---------------------------------------------------
+
+def is_reference(en):
+    return en["label"].startswith(("baseline", "wasm floor", "upstream only"))
+
+
+def with_modules_from(en, base_dir):
+    """`en` with its Palisade modules loaded from `base_dir` instead of this build (the no-op
+    floor stays this build's: it is the reference of both)."""
+    import copy
+
+    en = copy.deepcopy(en)
+    en["label"] += f" [{os.path.basename(os.path.normpath(base_dir))}]"
+    en["twin"] = None
+    for f in en["filters"]:
+        code = f.get("typed_config", {}).get("config", {}).get("vm_config", {}).get("code", {})
+        local = code.get("local")
+        if local and os.path.basename(local["filename"]) != NOOP:
+            local["filename"] = os.path.join(base_dir, os.path.basename(local["filename"]))
+    return en
+
+
+PALISADE_MODULES = (SH, RL, TA, IV, CO)
+
+
+def compared(entries, base_dir, match):
+    """A group's entries for a side-by-side run: its baselines and floors, and each Palisade
+    configuration (whose label contains `match`, if given) followed by the same configuration
+    built from `base_dir`'s modules, measured in the same interleaved rounds. Native twins are
+    left out unless they match."""
+    out = []
+    for en in entries:
+        if is_reference(en):
+            out.append(en)
+        elif match is None or match in en["label"]:
+            out.append(en)
+            if any(w in PALISADE_MODULES for w in en["wasm"]):
+                out.append(with_modules_from(en, base_dir))
+    return out
+
+
+def compare(args, workdir):
+    """`--compare DIR`: this build's modules beside DIR's, printed, never written to the report
+    (the before/after figures in docs/performance.md come from here; targets are checked against
+    a full `make bench`)."""
+    base_dir = os.path.abspath(args.compare)
+    if not any(os.path.exists(os.path.join(base_dir, m)) for m in PALISADE_MODULES):
+        sys.exit(f"--compare {args.compare}: no Palisade module there (`make bench-base "
+                 f"BASE={args.compare}` keeps a copy of a build's modules)")
+    for name, make in groups().items():
+        if args.only and args.only not in name:
+            continue
+        entries = compared(make(), base_dir, args.match)
+        if all(is_reference(en) for en in entries):
+            continue
+        print(f"group: {name} (this build against {base_dir})", flush=True)
+        rows = bench_group(name, lambda: entries, args.rounds, args.seconds, args.connections,
+                           workdir)
+        print(table(rows), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=3)
@@ -709,10 +770,18 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", help="run only groups whose name contains this")
     ap.add_argument("--out", default=os.path.join(harness.ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--compare", metavar="DIR",
+                    help="run this build's Palisade configurations beside the same ones loaded "
+                         "from DIR's modules (a copy of an earlier build), print the table and "
+                         "write nothing")
+    ap.add_argument("--match", help="with --compare: only configurations whose label contains this")
     args = ap.parse_args()
 
     import tempfile
     workdir = tempfile.mkdtemp(prefix="palisade-bench-")
+    if args.compare:
+        compare(args, workdir)
+        return
     results = {}
     for name, make in groups().items():
         if args.only and args.only not in name:
