@@ -149,9 +149,18 @@ impl HeaderList {
 
     /// The first value of `name` (ASCII case-insensitive), as text.
     pub fn get(&self, name: &str) -> Option<&str> {
+        // Most names differ in length, and a name compared is a byte string (ASCII case folding
+        // never matches a byte of a multi-byte character): no text slicing until one matches.
+        // Envoy hands names over in lower case, as policies ask for them: equal bytes first.
+        let text = self.text.as_bytes();
         self.pairs
             .iter()
-            .find(|p| self.slice(p.name).eq_ignore_ascii_case(name))
+            .find(|p| {
+                p.name.1.wrapping_sub(p.name.0) == name.len()
+                    && text.get(p.name.0..p.name.1).is_some_and(|n| {
+                        n == name.as_bytes() || n.eq_ignore_ascii_case(name.as_bytes())
+                    })
+            })
             .map(|p| self.slice(p.value))
     }
 

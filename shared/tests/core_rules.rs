@@ -280,6 +280,27 @@ fn error_bodies_are_valid_json_whatever_the_message() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn every_character_that_needs_escaping_is_escaped_wherever_it_stands() {
+    // The body's strings are checked eight bytes at a time: each ASCII character (and a
+    // multi-byte one) at each place of messages around and across that width.
+    let mut specials = (0u8..0x80).map(char::from).collect::<Vec<_>>();
+    specials.push('é');
+    for len in 1..=17 {
+        for at in 0..len {
+            for &c in &specials {
+                let message: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                let text = ErrorResponse::new(503, "unavailable", message.as_str()).body(None);
+                let expected = format!(
+                    r#"{{"error":"unavailable","message":{},"status":503}}"#,
+                    serde_json::to_string(&message).unwrap()
+                );
+                assert_eq!(String::from_utf8(text).unwrap(), expected, "{message:?}");
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn decimals_are_written_in_full() {
     use palisade::decimal;
     for n in [0, 7, 10, 429, 86_400, u64::from(u32::MAX), u64::MAX] {

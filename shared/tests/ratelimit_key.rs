@@ -57,7 +57,7 @@ fn entries(v: &KeyValue) -> Vec<(String, String)> {
     match v {
         KeyValue::Present(e) => e
             .iter()
-            .map(|e| (e.name.clone(), e.value.clone()))
+            .map(|e| (e.name.to_string(), e.value.to_string()))
             .collect(),
         KeyValue::Missing => panic!("expected a key, got missing"),
     }
@@ -111,7 +111,14 @@ fn ipv6_defaults_to_a_64_and_mapped_ipv4_counts_as_ipv4() {
     let mut mapped = Req::new("/");
     mapped.peer = "[::ffff:203.0.113.7]:1";
     assert_eq!(mapped.value(&k), Req::new("/").value(&k));
-    assert_eq!(mask("10.1.2.3".parse().unwrap(), 0, 0), "0.0.0.0/0");
+    assert_eq!(&*mask("10.1.2.3".parse().unwrap(), 0, 0), "0.0.0.0/0");
+    let full: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+    assert_eq!(
+        &*mask(full, 32, 128),
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/128",
+        "the longest value"
+    );
+    assert_eq!(&*mask("10.1.2.3".parse().unwrap(), 24, 64), "10.1.2.0/24");
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -658,48 +658,44 @@ impl RateLimitConfig {
         if selected.exempt {
             return plan;
         }
-        let mut limit_ids: Vec<usize> = Vec::new();
-        let mut throttle_ids: Vec<usize> = Vec::new();
+        // The plan's own lists keep out duplicates (a limit named by the default and by a rule
+        // counts once) and are put in limit order at the end: no list of ids on the side.
         let policies = std::iter::once(self.rules.default_policy())
             .chain(self.rules.select_all(req).map(|s| s.policy));
         for policy in policies {
-            for id in &policy.limits {
-                if !limit_ids.contains(id) {
-                    limit_ids.push(*id);
+            for &id in &policy.limits {
+                if plan.checks.iter().any(|c| c.limit == id) {
+                    continue;
                 }
+                let Some(limit) = self.limits.get(id) else {
+                    continue;
+                };
+                let key = limit.key.extract(facts);
+                if key == KeyValue::Missing && limit.missing == MissingKey::Skip {
+                    continue;
+                }
+                plan.checks.push(Check {
+                    limit: id,
+                    key,
+                    shadow: limit.shadow || selected.shadow,
+                });
             }
             if let Some(id) = policy.throttle {
-                if !throttle_ids.contains(&id) {
-                    throttle_ids.push(id);
+                if plan.throttles.iter().any(|t| t.throttle == id) {
+                    continue;
                 }
+                let Some(throttle) = self.throttles.get(id) else {
+                    continue;
+                };
+                let key = throttle.key.extract(facts);
+                if key == KeyValue::Missing && throttle.skip_missing {
+                    continue;
+                }
+                plan.throttles.push(ThrottleCheck { throttle: id, key });
             }
         }
-        limit_ids.sort_unstable();
-        throttle_ids.sort_unstable();
-        for id in limit_ids {
-            let Some(limit) = self.limits.get(id) else {
-                continue;
-            };
-            let key = limit.key.extract(facts);
-            if key == KeyValue::Missing && limit.missing == MissingKey::Skip {
-                continue;
-            }
-            plan.checks.push(Check {
-                limit: id,
-                key,
-                shadow: limit.shadow || selected.shadow,
-            });
-        }
-        for id in throttle_ids {
-            let Some(throttle) = self.throttles.get(id) else {
-                continue;
-            };
-            let key = throttle.key.extract(facts);
-            if key == KeyValue::Missing && throttle.skip_missing {
-                continue;
-            }
-            plan.throttles.push(ThrottleCheck { throttle: id, key });
-        }
+        plan.checks.sort_unstable_by_key(|c| c.limit);
+        plan.throttles.sort_unstable_by_key(|t| t.throttle);
         plan
     }
 

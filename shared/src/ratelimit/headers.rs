@@ -31,6 +31,15 @@ pub const ERROR_CODE: &str = "rate_limited";
 /// escaped.
 fn push_sf_string(out: &mut String, name: &str) {
     out.push('"');
+    // Limit names are usually plain: written as they are.
+    if name
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(name);
+        out.push('"');
+        return;
+    }
     for c in name
         .chars()
         .filter(|c| c.is_ascii() && !c.is_ascii_control())

@@ -24,6 +24,7 @@ use crate::config::ConfigError;
 use crate::matcher::Request;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// The request header carrying a verified claim: `x-palisade-claim-<claim>`.
 pub const CLAIM_HEADER_PREFIX: &str = "x-palisade-claim-";
@@ -111,16 +112,33 @@ pub enum MissingKey {
     Skip,
 }
 
+/// One fact of a compiled key, with the name its entries carry (shared, not copied, by every
+/// request's key value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
+struct Part {
+    name: Arc<str>,
+    source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
     ClientIp { v4: u8, v6: u8 },
     Header(String),
     Query(String),
     Cookie(String),
-    Claim { claim: String, header: String },
+    Claim { header: String },
     Path,
     Route,
-    Constant(String),
+    Constant(Arc<str>),
+}
+
+impl Part {
+    fn new(name: impl Into<Arc<str>>, source: Source) -> Self {
+        Part {
+            name: name.into(),
+            source,
+        }
+    }
 }
 
 /// A compiled key.
@@ -153,8 +171,8 @@ impl std::ops::BitOr for Reads {
 /// (`remote_address`, `generic_key`, ...) so an RLS backend's config reads naturally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
-    pub name: String,
-    pub value: String,
+    pub name: Arc<str>,
+    pub value: Arc<str>,
 }
 
 /// The value of a key for one request.
@@ -180,7 +198,7 @@ impl KeyValue {
             KeyValue::Present(entries) => {
                 out.push(1);
                 for e in entries {
-                    for field in [&e.name, &e.value] {
+                    for field in [&*e.name, &*e.value] {
                         out.extend_from_slice(&(field.len() as u32).to_le_bytes());
                         out.extend_from_slice(field.as_bytes());
                     }
@@ -236,40 +254,50 @@ impl Key {
                     format!("{} is not an IPv6 prefix length (0-128)", ip.ipv6_prefix),
                 ));
             }
-            parts.push(Part::ClientIp {
-                v4: ip.ipv4_prefix,
-                v6: ip.ipv6_prefix,
-            });
+            parts.push(Part::new(
+                "remote_address",
+                Source::ClientIp {
+                    v4: ip.ipv4_prefix,
+                    v6: ip.ipv6_prefix,
+                },
+            ));
         }
         if let Some(h) = &spec.header {
-            parts.push(Part::Header(crate::config::header_name(
-                &format!("{path}.header"),
-                h,
-            )?));
+            let header = crate::config::header_name(&format!("{path}.header"), h)?;
+            parts.push(Part::new(
+                Arc::<str>::from(header.as_str()),
+                Source::Header(header),
+            ));
         }
         if let Some(q) = &spec.query {
-            parts.push(Part::Query(check_non_empty(&format!("{path}.query"), q)?));
+            let query = check_non_empty(&format!("{path}.query"), q)?;
+            parts.push(Part::new(format!("query.{query}"), Source::Query(query)));
         }
         if let Some(c) = &spec.cookie {
-            parts.push(Part::Cookie(check_non_empty(&format!("{path}.cookie"), c)?));
+            let cookie = check_non_empty(&format!("{path}.cookie"), c)?;
+            parts.push(Part::new(
+                format!("cookie.{cookie}"),
+                Source::Cookie(cookie),
+            ));
         }
         if let Some(c) = &spec.claim {
             let at = format!("{path}.claim");
             let claim = check_non_empty(&at, c)?;
             let header = crate::config::header_name(&at, &format!("{CLAIM_HEADER_PREFIX}{claim}"))?;
-            parts.push(Part::Claim { claim, header });
+            parts.push(Part::new(
+                format!("claim.{claim}"),
+                Source::Claim { header },
+            ));
         }
         if spec.path {
-            parts.push(Part::Path);
+            parts.push(Part::new("path", Source::Path));
         }
         if spec.route {
-            parts.push(Part::Route);
+            parts.push(Part::new("route", Source::Route));
         }
         if let Some(c) = &spec.constant {
-            parts.push(Part::Constant(check_non_empty(
-                &format!("{path}.constant"),
-                c,
-            )?));
+            let constant = check_non_empty(&format!("{path}.constant"), c)?;
+            parts.push(Part::new("generic_key", Source::Constant(constant.into())));
         }
         if parts.is_empty() {
             return Err(ConfigError::field(
@@ -282,68 +310,57 @@ impl Key {
 
     /// Whether the key reads Envoy's route name.
     pub fn needs_route_name(&self) -> bool {
-        self.parts.contains(&Part::Route)
+        self.parts.iter().any(|p| p.source == Source::Route)
     }
 
-    /// The key's value for a request.
     /// What extracting this key reads from the request.
     pub fn reads(&self, client_ip: &ClientIpConfig) -> Reads {
         self.parts.iter().fold(Reads::default(), |r, part| {
-            r | match part {
-                Part::ClientIp { .. } => Reads {
+            r | match &part.source {
+                Source::ClientIp { .. } => Reads {
                     headers: client_ip.trusted_hops > 0,
                     peer: true,
                 },
-                Part::Header(_)
-                | Part::Query(_)
-                | Part::Cookie(_)
-                | Part::Claim { .. }
-                | Part::Path => Reads {
+                Source::Header(_)
+                | Source::Query(_)
+                | Source::Cookie(_)
+                | Source::Claim { .. }
+                | Source::Path => Reads {
                     headers: true,
                     peer: false,
                 },
-                Part::Route | Part::Constant(_) => Reads::default(),
+                Source::Route | Source::Constant(_) => Reads::default(),
             }
         })
     }
 
+    /// The key's value for a request (names shared with the compiled key; one allocation per
+    /// value read from the request).
     pub fn extract(&self, facts: &RequestFacts<'_>) -> KeyValue {
         let mut entries = Vec::with_capacity(self.parts.len());
+        let headers = facts.request.headers;
         for part in &self.parts {
-            let entry = match part {
-                Part::ClientIp { v4, v6 } => {
-                    let xff = facts.request.headers.header("x-forwarded-for");
-                    client_ip(facts.client_ip, xff, facts.downstream)
-                        .map(|ip| ("remote_address".to_owned(), mask(ip, *v4, *v6)))
+            let value: Option<Arc<str>> = match &part.source {
+                Source::ClientIp { v4, v6 } => {
+                    let xff = headers.header("x-forwarded-for");
+                    client_ip(facts.client_ip, xff, facts.downstream).map(|ip| mask(ip, *v4, *v6))
                 }
-                Part::Header(name) => facts
-                    .request
-                    .headers
-                    .header(name)
-                    .map(|v| (name.clone(), v.to_owned())),
-                Part::Query(name) => {
-                    query_param(facts.request.path, name).map(|v| (format!("query.{name}"), v))
-                }
-                Part::Cookie(name) => facts
-                    .request
-                    .headers
+                Source::Header(name) => headers.header(name).map(Arc::from),
+                Source::Query(name) => query_param(facts.request.path, name).map(Arc::from),
+                Source::Cookie(name) => headers
                     .header("cookie")
                     .and_then(|c| cookie(c, name))
-                    .map(|v| (format!("cookie.{name}"), v.to_owned())),
-                Part::Claim { claim, header } => facts
-                    .request
-                    .headers
-                    .header(header)
-                    .map(|v| (format!("claim.{claim}"), v.to_owned())),
-                Part::Path => Some(("path".to_owned(), facts.request.path_only().to_owned())),
-                Part::Route => facts
-                    .request
-                    .route_name
-                    .map(|r| ("route".to_owned(), r.to_owned())),
-                Part::Constant(c) => Some(("generic_key".to_owned(), c.clone())),
+                    .map(Arc::from),
+                Source::Claim { header } => headers.header(header).map(Arc::from),
+                Source::Path => Some(Arc::from(facts.request.path_only())),
+                Source::Route => facts.request.route_name.map(Arc::from),
+                Source::Constant(c) => Some(Arc::clone(c)),
             };
-            match entry {
-                Some((name, value)) if !value.is_empty() => entries.push(KeyEntry { name, value }),
+            match value {
+                Some(value) if !value.is_empty() => entries.push(KeyEntry {
+                    name: Arc::clone(&part.name),
+                    value,
+                }),
                 _ => return KeyValue::Missing,
             }
         }
@@ -352,8 +369,12 @@ impl Key {
 }
 
 /// `ip` masked to its prefix, written `address/prefix` (IPv4-mapped IPv6 counts as IPv4).
-pub fn mask(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> String {
-    match ip.to_canonical() {
+pub fn mask(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> Arc<str> {
+    use std::io::Write;
+    // Written on the stack (the longest, a full IPv6 address and `/128`, is 43 bytes): a key
+    // value is built for every request.
+    let mut out = std::io::Cursor::new([0u8; 64]);
+    let written = match ip.to_canonical() {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
             let prefix = u32::from(v4_prefix.min(32));
@@ -362,7 +383,7 @@ pub fn mask(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> String {
             } else {
                 bits & (u32::MAX << (32 - prefix))
             };
-            format!("{}/{prefix}", Ipv4Addr::from(masked))
+            write!(out, "{}/{prefix}", Ipv4Addr::from(masked))
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
@@ -372,9 +393,17 @@ pub fn mask(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> String {
             } else {
                 bits & (u128::MAX << (128 - prefix))
             };
-            format!("{}/{prefix}", Ipv6Addr::from(masked))
+            write!(out, "{}/{prefix}", Ipv6Addr::from(masked))
         }
-    }
+    };
+    let len = usize::try_from(out.position()).unwrap_or(0);
+    let text = out
+        .get_ref()
+        .get(..len)
+        .filter(|_| written.is_ok())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or_default();
+    Arc::from(text)
 }
 
 /// The first value of query parameter `name` in `path`, percent-decoded (`+` is a space).

@@ -167,9 +167,11 @@ pub fn descriptors(cfg: &RateLimitConfig, plan: &Plan) -> Vec<Vec<(String, Strin
             let limit = cfg.limits().get(check.limit)?;
             let mut entries = vec![(LIMIT_ENTRY.to_owned(), limit.name.to_string())];
             match &check.key {
-                KeyValue::Present(parts) => {
-                    entries.extend(parts.iter().map(|e| (e.name.clone(), e.value.clone())))
-                }
+                KeyValue::Present(parts) => entries.extend(
+                    parts
+                        .iter()
+                        .map(|e| (e.name.to_string(), e.value.to_string())),
+                ),
                 KeyValue::Missing => entries.push((MISSING_ENTRY.to_owned(), "true".to_owned())),
             }
             Some(entries)
