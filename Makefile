@@ -13,7 +13,7 @@ FILTER_PKGS := $(addprefix -p palisade-,$(FILTERS))
 # The wasm-bindgen test runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 
-.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench bench-noop bench-base bench-compare wrk clean e2e-deps rls-server check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
+.PHONY: help deps rust-targets venv wasm-bindgen-cli build run test fmt-check lint unit wasm-test e2e bench bench-noop bench-base bench-compare need-base wrk clean e2e-deps rls-server check-configs cargo-deny advisory-db audit ship-deps oci oci-test wasm-imports cargo-cyclonedx dist-key dist verify-dist dist-test reproducible
 
 help:
 	@echo "make run    build every filter and start Envoy on http://localhost:10000 with a demo upstream"
@@ -131,13 +131,14 @@ bench-noop:
 #   make bench-base BASE=/tmp/before        # keep a copy of today's modules
 #   ... change the code ...
 #   make bench-compare BASE=/tmp/before BENCH_ARGS="--only 'token ES256' --match 'cache, hot'"
-bench-base: build
-	@test -n "$(BASE)" || { echo "usage: make bench-base BASE=<dir>"; exit 2; }
+bench-base: need-base build
 	mkdir -p $(BASE) && cp $(WASM_OUT)/palisade_*.wasm $(BASE)/
 
-bench-compare: deps build wrk bench-noop
-	@test -n "$(BASE)" || { echo "usage: make bench-compare BASE=<dir> [BENCH_ARGS=...]"; exit 2; }
+bench-compare: need-base deps build wrk bench-noop
 	$(PY) scripts/bench.py --compare $(BASE) $(BENCH_ARGS)
+
+need-base:
+	@test -n "$(BASE)" || { echo "usage: make $(MAKECMDGOALS) BASE=<dir> [BENCH_ARGS=...]"; exit 2; }
 
 ## --- shipping: config checks and dependency audit (issue 7) ----------------------------------------
 
