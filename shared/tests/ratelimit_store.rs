@@ -5,7 +5,9 @@
 use palisade::client_ip::ClientIpConfig;
 use palisade::matcher::Request;
 use palisade::ratelimit::gcra::NANOS_PER_SEC;
-use palisade::ratelimit::state::{SlotSet, StateError, Table, WhenFull, FORMAT_VERSION, WAYS};
+use palisade::ratelimit::state::{
+    Entry, Fingerprint, SlotSet, StateError, Table, WhenFull, FORMAT_VERSION, WAYS,
+};
 use palisade::ratelimit::store::{
     ensure_keys, update, CasStore, MemoryStore, StoreError, Update, Versioned, MAX_ATTEMPTS,
 };
@@ -434,6 +436,80 @@ fn state_round_trips_and_bad_bytes_are_named() {
         SlotSet::decode(Some(&too_many), 1),
         Err(StateError::TooMany(WAYS + 1))
     );
+}
+
+/// Stores the set `entries` where the key `client` lives in `table`.
+fn store_set(table: &Table, store: &MemoryStore, entries: &[Entry]) {
+    let (set, _) = table.locate(b"client");
+    let mut value = SlotSet::empty(1);
+    value.entries = entries.to_vec();
+    store
+        .set(&format!("{}/{set}", table.prefix()), &value.encode(), None)
+        .unwrap();
+}
+
+/// What `client`'s write of `expires` leaves in its set at `NOW`.
+fn written(table: &Table, store: &MemoryStore, expires: u64) -> Vec<Entry> {
+    let slot = table.read(store, b"client", NOW).unwrap();
+    let bytes = slot.encode_with([expires, 0, 0, 0], NOW);
+    SlotSet::decode(Some(&bytes), 1).unwrap().entries
+}
+
+fn entry(fingerprint: Fingerprint, expires: u64) -> Entry {
+    Entry {
+        fingerprint,
+        words: [expires, 0, 0, 0],
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_write_keeps_the_set_in_order_updates_the_key_and_drops_what_expired() {
+    let (a, b) = ([1u8; 16], [2u8; 16]);
+    let later = |s: u64| NOW + s * NANOS_PER_SEC;
+    let table = Table::new("t".into(), 8, 1, WhenFull::Shared);
+    let k = table.locate(b"client").1;
+
+    // Tracked: updated in its place; other keys' expired entries go, live ones stay in order.
+    let store = MemoryStore::new();
+    store_set(
+        &table,
+        &store,
+        &[entry(a, NOW - 1), entry(k, later(3)), entry(b, later(9))],
+    );
+    assert_eq!(
+        written(&table, &store, later(5)),
+        vec![entry(k, later(5)), entry(b, later(9))]
+    );
+    // Its own words expiring now: it goes too.
+    assert_eq!(written(&table, &store, NOW), vec![entry(b, later(9))]);
+
+    // Not tracked: appended after the live entries.
+    let store = MemoryStore::new();
+    store_set(&table, &store, &[entry(a, later(2)), entry(b, NOW)]);
+    assert_eq!(
+        written(&table, &store, later(5)),
+        vec![entry(a, later(2)), entry(k, later(5))]
+    );
+
+    // A full set with `evict`: the entry closest to expiry makes room, the rest keep their order.
+    let evicting = Table::new("t".into(), 8, 1, WhenFull::Evict);
+    let store = MemoryStore::new();
+    let full: Vec<Entry> = (0..WAYS as u8)
+        .map(|i| {
+            entry(
+                [10 + i; 16],
+                later(if i == 3 { 1 } else { 20 + u64::from(i) }),
+            )
+        })
+        .collect();
+    store_set(&evicting, &store, &full);
+    let mut expected: Vec<Entry> = full
+        .iter()
+        .copied()
+        .filter(|e| e.fingerprint != [13; 16])
+        .collect();
+    expected.push(entry(k, later(5)));
+    assert_eq!(written(&evicting, &store, later(5)), expected);
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -211,88 +211,74 @@ pub fn check_reserving<S: CasStore + ?Sized>(
     }
     let mut key = Vec::with_capacity(64);
     'attempt: for _ in 0..MAX_ATTEMPTS {
-        let mut slots = Vec::with_capacity(items.len());
+        // Per item: where its entry is, the decision, and the requests reserved beyond this one
+        // (one list, not one per field: this runs for every request the store sees).
+        let mut steps: Vec<Step> = Vec::with_capacity(items.len());
         for item in items {
             key.clear();
             item.key.write_bytes(&mut key);
-            slots.push(item.limit.table.read(store, &key, now)?);
+            let slot = item.limit.table.read(store, &key, now)?;
+            let decision = item.limit.rate.decide(slot.current.map(|w| w[0]), now);
+            steps.push(Step {
+                slot,
+                decision,
+                extra: 0,
+            });
         }
-        let decisions: Vec<Decision> = items
-            .iter()
-            .zip(&slots)
-            .map(|(item, slot)| item.limit.rate.decide(slot.current.map(|w| w[0]), now))
-            .collect();
         let admitted = items
             .iter()
-            .zip(&decisions)
-            .all(|(item, d)| item.shadow || d.is_allowed());
-        // Requests reserved beyond this one, per item.
-        let extra: Vec<u32> = (0..items.len())
-            .map(|i| match (decisions.get(i), slots.get(i)) {
-                (Some(Decision::Allow { remaining, .. }), Some(slot))
-                    if admitted && !slot.overflow && !slot.evicts =>
-                {
+            .zip(&steps)
+            .all(|(item, step)| item.shadow || step.decision.is_allowed());
+        if admitted {
+            for (i, step) in steps.iter_mut().enumerate() {
+                if let Decision::Allow { remaining, .. } = step.decision {
                     let want = reserve.get(i).copied().unwrap_or(0);
-                    if want > 0 && *remaining >= want.saturating_mul(RESERVE_HEADROOM) {
-                        want
-                    } else {
-                        0
+                    if want > 0
+                        && !step.slot.overflow
+                        && !step.slot.evicts
+                        && remaining >= want.saturating_mul(RESERVE_HEADROOM)
+                    {
+                        step.extra = want;
                     }
                 }
-                _ => 0,
-            })
-            .collect();
-
-        if admitted {
+            }
             // Items are written in order and the first failure stops: every item before `i`
             // that was allowed has been written.
-            for (i, (slot, decision)) in slots.iter().zip(&decisions).enumerate() {
-                let Decision::Allow { new_tat, .. } = decision else {
+            for (i, (item, step)) in items.iter().zip(&steps).enumerate() {
+                let Decision::Allow { new_tat, .. } = step.decision else {
                     continue;
                 };
-                let (item, more) = match (items.get(i), extra.get(i)) {
-                    (Some(item), Some(more)) => (item, *more),
-                    _ => continue,
-                };
-                let tat = new_tat
-                    .saturating_add(u64::from(more).saturating_mul(item.limit.rate.emission_ns()));
-                let bytes = slot.encode_with(words(tat), now);
-                match store.set(&slot.store_key, &bytes, slot.cas) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        let written = (0..i)
-                            .filter(|&w| matches!(decisions.get(w), Some(Decision::Allow { .. })));
-                        for w in written {
-                            if let (Some(item), Some(slot), Some(more)) =
-                                (items.get(w), slots.get(w), extra.get(w))
-                            {
-                                refund(store, item.limit, slot, now, 1 + more);
-                            }
+                let tat = new_tat.saturating_add(
+                    u64::from(step.extra).saturating_mul(item.limit.rate.emission_ns()),
+                );
+                let bytes = step.slot.encode_with(words(tat), now);
+                if let Err(e) = store.set(&step.slot.store_key, &bytes, step.slot.cas) {
+                    for (item, written) in items.iter().zip(&steps).take(i) {
+                        if written.decision.is_allowed() {
+                            refund(store, item.limit, &written.slot, now, 1 + written.extra);
                         }
-                        if e == StoreError::CasMismatch {
-                            continue 'attempt;
-                        }
-                        return Err(e);
                     }
+                    if e == StoreError::CasMismatch {
+                        continue 'attempt;
+                    }
+                    return Err(e);
                 }
             }
         }
 
         let statuses = items
             .iter()
-            .zip(&slots)
-            .zip(&decisions)
-            .zip(&extra)
-            .map(|(((item, slot), decision), &reserved)| {
+            .zip(&steps)
+            .map(|(item, step)| {
                 let rate = &item.limit.rate;
-                let (remaining, reset_ns, wait_ns, consumed) = match *decision {
+                let (remaining, reset_ns, wait_ns, consumed) = match step.decision {
                     Decision::Allow {
                         remaining,
                         reset_ns,
                         ..
                     } if admitted => (remaining, reset_ns, 0, true),
                     Decision::Allow { .. } => {
-                        let q = rate.peek(slot.current.map(|w| w[0]), now);
+                        let q = rate.peek(step.slot.current.map(|w| w[0]), now);
                         (q.remaining, q.reset_ns, 0, false)
                     }
                     Decision::Deny { wait_ns, reset_ns } => (0, reset_ns, wait_ns, false),
@@ -302,21 +288,29 @@ pub fn check_reserving<S: CasStore + ?Sized>(
                     requests: rate.requests(),
                     period: rate.period(),
                     burst: rate.burst(),
-                    allowed: decision.is_allowed(),
+                    allowed: step.decision.is_allowed(),
                     shadow: item.shadow,
                     consumed,
                     remaining,
                     reset_ns,
                     wait_ns,
-                    overflow: slot.overflow,
-                    evicted: slot.evicts && consumed,
-                    reserved: if consumed { reserved } else { 0 },
+                    overflow: step.slot.overflow,
+                    evicted: step.slot.evicts && consumed,
+                    reserved: if consumed { step.extra } else { 0 },
                 }
             })
             .collect();
         return Ok(Verdict { admitted, statuses });
     }
     Err(StoreError::Contention(MAX_ATTEMPTS))
+}
+
+/// One item of a check as read from the store.
+struct Step {
+    slot: super::state::Slot,
+    decision: Decision,
+    /// Requests reserved beyond this one (only when the request is admitted).
+    extra: u32,
 }
 
 /// How many times its size a bucket must still hold after a reservation is taken from it.

@@ -204,27 +204,39 @@ pub struct Slot {
 
 impl Slot {
     /// The stored value after setting this key's words to `words` at `now`: expired entries are
-    /// dropped (this one too, if `words[0] <= now`), an evicted entry is removed.
+    /// dropped (this one too, if `words[0] <= now`), an evicted entry is removed, a new key goes
+    /// last. Written straight from the set read, without a copy of it (this runs for every
+    /// request the store sees).
     pub fn encode_with(&self, words: [u64; MAX_WORDS], now: u64) -> Vec<u8> {
-        let mut set = self.set.clone();
-        if let Some(victim) = self.evict {
-            if victim < set.entries.len() {
-                set.entries.remove(victim);
-            }
-        }
-        match set.find(&self.fingerprint) {
-            Some(i) => {
-                if let Some(entry) = set.entries.get_mut(i) {
-                    entry.words = words;
+        let width = usize::from(self.set.width);
+        let entry_len = 16 + 8 * width;
+        let mut out = Vec::with_capacity(2 + (self.set.entries.len() + 1) * entry_len);
+        out.push(FORMAT_VERSION);
+        out.push(self.set.width);
+        let mut push = |fingerprint: &Fingerprint, words: &[u64; MAX_WORDS]| {
+            if words[0] > now {
+                out.extend_from_slice(fingerprint);
+                for word in &words[..width] {
+                    out.extend_from_slice(&word.to_le_bytes());
                 }
             }
-            None => set.entries.push(Entry {
-                fingerprint: self.fingerprint,
-                words,
-            }),
+        };
+        let mut found = false;
+        for (i, entry) in self.set.entries.iter().enumerate() {
+            if Some(i) == self.evict {
+                continue;
+            }
+            if !found && entry.fingerprint == self.fingerprint {
+                found = true;
+                push(&entry.fingerprint, &words);
+            } else {
+                push(&entry.fingerprint, &entry.words);
+            }
         }
-        set.entries.retain(|e| e.expires_at() > now);
-        set.encode()
+        if !found {
+            push(&self.fingerprint, &words);
+        }
+        out
     }
 }
 
