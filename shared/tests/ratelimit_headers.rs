@@ -219,3 +219,84 @@ fn quota_figures_are_written_in_full_decimal() {
     );
     assert_eq!(header(&h, "x-ratelimit-limit"), Some("4000000000"));
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_reused_rejection_is_always_the_one_the_refusal_would_get() {
+    use palisade::ratelimit::config::HeaderOptions;
+    use palisade::ratelimit::headers::LastRejection;
+    use palisade::ratelimit::limiter::LimitStatus;
+    use std::sync::Arc;
+
+    // A small deterministic generator: refusals with figures around second boundaries, often
+    // repeated as they are (a flood) or with only their waits changed.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let names: [Arc<str>; 2] = [Arc::from("per-client"), Arc::from("daily")];
+    let nanos = [
+        1,
+        999_999_999,
+        NANOS_PER_SEC,
+        NANOS_PER_SEC + 1,
+        2_500_000_000,
+    ];
+    let mut last = LastRejection::new();
+    let mut verdict = Verdict::default();
+    let (mut options, mut status) = (HeaderOptions::default(), 429);
+    let mut reused = 0;
+    for _ in 0..20_000 {
+        let change = next(4);
+        if change == 1 {
+            // Only the waits: which limit is the tightest may change, nothing else shown does.
+            for s in verdict.statuses.iter_mut().filter(|s| !s.allowed) {
+                s.wait_ns = nanos[next(5) as usize];
+            }
+        } else if change > 1 {
+            let count = 1 + next(3) as usize;
+            verdict = Verdict {
+                admitted: false,
+                statuses: (0..count)
+                    .map(|i| {
+                        let allowed = i > 0 && next(2) == 0;
+                        LimitStatus {
+                            name: names[next(2) as usize].clone(),
+                            requests: [3, 10][next(2) as usize],
+                            period: [Period::Second, Period::Hour][next(2) as usize],
+                            burst: 10,
+                            allowed,
+                            shadow: i > 0 && next(3) == 0,
+                            consumed: false,
+                            remaining: if allowed { next(2) as u32 } else { 0 },
+                            reset_ns: nanos[next(5) as usize],
+                            wait_ns: if allowed { 0 } else { nanos[next(5) as usize] },
+                            overflow: false,
+                            evicted: false,
+                            reserved: 0,
+                        }
+                    })
+                    .collect(),
+            };
+        }
+        if next(50) == 0 {
+            options = HeaderOptions {
+                ietf: next(2) == 0,
+                x_ratelimit: next(2) == 0,
+                on_allowed: false,
+                retry_after: next(2) == 0,
+            };
+            status = [429, 503][next(2) as usize];
+        }
+        let expected = headers::rejection(&verdict, &options, status);
+        let first = last.rejection(&verdict, &options, status) as *const _;
+        let again = last.rejection(&verdict, &options, status);
+        assert_eq!(*again, expected, "{verdict:?} {options:?}");
+        if std::ptr::eq(first, again) {
+            reused += 1;
+        }
+    }
+    assert_eq!(reused, 20_000, "the same refusal twice is written once");
+}

@@ -11,7 +11,7 @@
 
 use log::warn;
 use palisade::metrics::Counter;
-use palisade::ratelimit::headers::shadow_mark;
+use palisade::ratelimit::headers::{shadow_mark, LastRejection};
 use palisade::ratelimit::key::Reads;
 use palisade::ratelimit::lease::TICK_MS;
 use palisade::ratelimit::rls::{self, BackendError, Decision};
@@ -106,6 +106,7 @@ pub struct Root {
     metrics: Metrics,
     reads: Reads,
     leases: Rc<RefCell<Leases>>,
+    rejections: Rc<RefCell<LastRejection>>,
 }
 
 impl Root {
@@ -120,6 +121,7 @@ impl Root {
             config: Rc::new(config),
             metrics: Metrics::define(),
             leases: Rc::default(),
+            rejections: Rc::default(),
         })
     }
 }
@@ -131,6 +133,7 @@ impl StageRoot for Root {
             metrics: self.metrics,
             reads: self.reads,
             leases: Rc::clone(&self.leases),
+            rejections: Rc::clone(&self.rejections),
             plan: None,
             pending: None,
             response_headers: Vec::new(),
@@ -167,6 +170,8 @@ struct Limit {
     /// What the config needs read from each request.
     reads: Reads,
     leases: Rc<RefCell<Leases>>,
+    /// The worker's last 429, reused while a refusal reads the same.
+    rejections: Rc<RefCell<LastRejection>>,
     /// Kept for the response when it has auth-failure throttles.
     plan: Option<Plan>,
     /// The call of a request paused while the RLS backend is asked, its plan, and when it was
@@ -222,7 +227,8 @@ impl Limit {
         let config = Rc::clone(&self.config);
         self.metrics.outcome(verdict.outcome()).inc();
         if verdict.is_limited() {
-            req.send_error(&config.rejection(&plan, verdict), &[]);
+            let mut last = self.rejections.borrow_mut();
+            req.send_error(config.rejection_reusing(&plan, verdict, &mut last), &[]);
             return Flow::Answered;
         }
         if let Some((name, value)) = shadow_mark(verdict) {

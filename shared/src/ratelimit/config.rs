@@ -802,6 +802,17 @@ impl RateLimitConfig {
         headers::rejection(verdict, &policy.headers, policy.status)
     }
 
+    /// [`RateLimitConfig::rejection`], reusing the one `last` wrote when it reads the same.
+    pub fn rejection_reusing<'r>(
+        &self,
+        plan: &Plan,
+        verdict: &Verdict,
+        last: &'r mut headers::LastRejection,
+    ) -> &'r ErrorResponse {
+        let policy = self.policy(plan);
+        last.rejection(verdict, &policy.headers, policy.status)
+    }
+
     /// Headers for an admitted request's response (empty unless `headers.on_allowed`).
     pub fn allowed_headers(&self, plan: &Plan, verdict: &Verdict) -> Vec<(&'static str, String)> {
         headers::allowed_headers(verdict, &self.policy(plan).headers)

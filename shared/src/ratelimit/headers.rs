@@ -148,6 +148,97 @@ pub fn rejection(verdict: &Verdict, options: &HeaderOptions, status: u32) -> Err
     response
 }
 
+/// The last rejection written, reused while the next refusal would read the same: a flood from
+/// one client is refused with the same 429 until one of its figures changes (its seconds, about
+/// once a second), so most refusals skip writing it. Exact: it is keyed by everything
+/// [`rejection`] writes from (status, options, `Retry-After`, and each enforced limit's name,
+/// quota, window, requests left and seconds to reset, and which one is the tightest).
+#[derive(Debug, Default)]
+pub struct LastRejection {
+    head: Option<Head>,
+    shown: Vec<Shown>,
+    response: Option<ErrorResponse>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    status: u32,
+    options: HeaderOptions,
+    retry: Option<u64>,
+    tightest: Option<usize>,
+}
+
+/// What a rejection shows of one enforced limit.
+#[derive(Debug, PartialEq, Eq)]
+struct Shown {
+    name: std::sync::Arc<str>,
+    requests: u32,
+    period: u64,
+    remaining: u32,
+    reset_secs: u64,
+}
+
+impl Shown {
+    fn of(s: &LimitStatus) -> Self {
+        Shown {
+            name: s.name.clone(),
+            requests: s.requests,
+            period: s.period.secs(),
+            remaining: s.remaining,
+            reset_secs: ceil_secs(s.reset_ns),
+        }
+    }
+
+    fn shows(&self, s: &LimitStatus) -> bool {
+        self.requests == s.requests
+            && self.remaining == s.remaining
+            && self.period == s.period.secs()
+            && self.reset_secs == ceil_secs(s.reset_ns)
+            && self.name == s.name
+    }
+}
+
+impl LastRejection {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`rejection`] for this refusal: the one written last if it reads the same.
+    pub fn rejection(
+        &mut self,
+        verdict: &Verdict,
+        options: &HeaderOptions,
+        status: u32,
+    ) -> &ErrorResponse {
+        let tightest = if options.x_ratelimit {
+            verdict
+                .tightest()
+                .and_then(|t| verdict.statuses.iter().position(|s| std::ptr::eq(s, t)))
+        } else {
+            None
+        };
+        let head = Head {
+            status,
+            options: *options,
+            retry: retry_after_secs(verdict),
+            tightest,
+        };
+        let same = self.head == Some(head)
+            && enforced(verdict).count() == self.shown.len()
+            && enforced(verdict)
+                .zip(&self.shown)
+                .all(|(status, shown)| shown.shows(status));
+        if !same {
+            self.head = Some(head);
+            self.shown.clear();
+            self.shown.extend(enforced(verdict).map(Shown::of));
+            self.response = None;
+        }
+        self.response
+            .get_or_insert_with(|| rejection(verdict, options, status))
+    }
+}
+
 /// The response to a client blocked for auth failures for `remaining_ns` more.
 pub fn blocked(remaining_ns: u64, status: u32) -> ErrorResponse {
     let secs = ceil_secs(remaining_ns).max(1);
