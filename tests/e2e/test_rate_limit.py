@@ -82,6 +82,23 @@ def test_small_limits_are_never_reserved(envoy):
     assert e.counter("palisade_rate_limit_admitted_from_reservation_total") == 0
 
 
+def test_refusals_in_a_row_get_their_own_request_id_and_current_seconds(envoy):
+    """A flood is refused with the worker's last 429 while it reads the same: the body still
+    carries each request's own id, and once a second has passed the figures move on."""
+    e = envoy("rate-limit.yaml", rl([{"name": "per_client", "requests": 3, "per": "hour"}]))
+    assert [e.get("/").status for _ in range(3)] == [200, 200, 200]
+    first, second = e.get("/"), e.get("/")
+    assert first.status == second.status == 429
+    assert first.json()["request_id"] != second.json()["request_id"]
+    time.sleep(1.6)
+    later = e.get("/")
+    assert later.status == 429
+    assert int(later.header("retry-after")) < int(first.header("retry-after"))
+    t = lambda r: int(re.fullmatch(r'"per_client";r=0;t=(\d+)', r.header("ratelimit")).group(1))
+    assert t(later) < t(first)
+    assert later.json()["message"] != first.json()["message"], "the message names the wait"
+
+
 def test_429_carries_retry_after_ratelimit_headers_and_json(envoy):
     e = envoy("rate-limit.yaml", rl([{"name": "per_client", "requests": 3, "per": "hour"}],
                                      headers={"ietf": True, "x_ratelimit": True}))

@@ -279,8 +279,18 @@ impl Table {
     /// Every store key this table can use (to create them when the config loads).
     pub fn store_keys(&self) -> impl Iterator<Item = String> + '_ {
         (0..self.sets)
-            .map(|i| format!("{}/{i}", self.prefix))
+            .map(|i| self.set_key(i))
             .chain(std::iter::once(self.overflow_key()))
+    }
+
+    /// The store key of set `index` (`<prefix>/<index>`), written without the formatting
+    /// machinery: [`Table::read`] needs one for every request the store sees.
+    fn set_key(&self, index: u32) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + 11);
+        key.push_str(&self.prefix);
+        key.push('/');
+        crate::decimal::push(&mut key, u64::from(index));
+        key
     }
 
     /// The value new keys are created with.
@@ -333,11 +343,7 @@ impl Table {
         now: u64,
     ) -> Result<Slot, StoreError> {
         let (set_index, fingerprint) = self.locate(key);
-        // Written without the formatting machinery: this runs for every request the store sees.
-        let mut store_key = String::with_capacity(self.prefix.len() + 11);
-        store_key.push_str(&self.prefix);
-        store_key.push('/');
-        crate::decimal::push(&mut store_key, u64::from(set_index));
+        let store_key = self.set_key(set_index);
         let stored = store.get(&store_key)?;
         let (set, reset_corrupt) = match SlotSet::decode(stored.value.as_deref(), self.width) {
             Ok(set) => (set, false),
