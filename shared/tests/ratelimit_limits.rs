@@ -6,7 +6,9 @@
 use palisade::client_ip::ClientIpConfig;
 use palisade::matcher::Request;
 use palisade::ratelimit::gcra::{Period, NANOS_PER_SEC};
-use palisade::ratelimit::lease::{reservation_size, Leases, LIFETIME_TICKS, MAX_LEASES};
+use palisade::ratelimit::lease::{
+    reservation_size, Leases, LIFETIME_TICKS, MAX_LEASES, MAX_REFUSALS,
+};
 use palisade::ratelimit::store::MemoryStore;
 use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use serde_json::json;
@@ -638,21 +640,60 @@ fn refusals_from_memory_never_admit_more_than_the_store() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
-fn refusals_whose_wait_is_over_make_room_for_new_ones() {
-    // One request per second per client; as many refused clients as a worker remembers.
-    let env = Env::new(json!({"limits": [{"name": "per-client", "requests": 1, "per": "second"}]}));
+fn a_flood_of_distinct_refused_clients_is_refused_again_from_memory() {
+    // Thousands of clients, each over its own limit: every one of them is refused again without
+    // the store (memory is not kept for a few hot keys only).
+    let env = Env::new(json!({"limits": [
+        {"name": "per-client", "requests": 1, "per": "minute", "max_keys": 100_000}
+    ]}));
     let mut w = Worker::default();
-    let client = |i: usize| format!("10.0.{}.{}:1000", i / 256, i % 256);
-    for i in 0..MAX_LEASES {
+    let clients = 3000;
+    let client = |i: usize| format!("10.1.{}.{}:1000", i / 256, i % 256);
+    for i in 0..clients {
         assert!(env.reserve(&mut w, &client(i), NOW).admitted);
         assert!(!env.reserve(&mut w, &client(i), NOW).admitted);
     }
+    assert_eq!(w.leases.refusals(), clients);
+    let before = env.store_ops();
+    for i in 0..clients {
+        let v = env.reserve(&mut w, &client(i), NOW + 1_000);
+        assert!(!v.admitted);
+        assert!(v.retry_after_ns().is_some_and(|ns| ns > 0));
+    }
+    assert_eq!(env.store_ops(), before, "all refused from memory");
+    assert_eq!(w.leases.take_refused_again(), clients as u64);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn refusals_whose_wait_is_over_make_room_for_new_ones() {
+    // One request per second per client; as many refused clients as a worker remembers (each
+    // with its own entry in the store's table).
+    let env = Env::new(json!({"limits": [
+        {"name": "per-client", "requests": 1, "per": "second", "max_keys": 200_000}
+    ]}));
+    let mut w = Worker::default();
+    let client = |i: usize| format!("10.{}.{}.{}:1000", i / 65536, (i / 256) % 256, i % 256);
+    for i in 0..MAX_REFUSALS {
+        assert!(env.reserve(&mut w, &client(i), NOW).admitted);
+        assert!(!env.reserve(&mut w, &client(i), NOW).admitted);
+    }
+    assert_eq!(w.leases.refusals(), MAX_REFUSALS);
+    // Memory is full of refusals that have not ended: a new client refused by the store now is
+    // not remembered (the store is asked again), and nothing is forgotten early.
+    let full = client(MAX_REFUSALS);
+    assert!(env.reserve(&mut w, &full, NOW).admitted);
+    assert!(!env.reserve(&mut w, &full, NOW).admitted);
+    let before = env.store_ops();
+    assert!(!env.reserve(&mut w, &full, NOW + 1).admitted);
+    assert!(env.store_ops() > before, "not remembered: asked the store");
+    assert_eq!(w.leases.refusals(), MAX_REFUSALS);
     // Two seconds later all those waits are over (no tick has passed): a new client refused by
     // the store is still remembered, and refused again without the store.
     let later = NOW + 2 * NANOS_PER_SEC;
-    let newcomer = client(MAX_LEASES);
+    let newcomer = client(MAX_REFUSALS + 1);
     assert!(env.reserve(&mut w, &newcomer, later).admitted);
     assert!(!env.reserve(&mut w, &newcomer, later).admitted);
+    assert_eq!(w.leases.refusals(), 1);
     let before = env.store_ops();
     assert!(!env.reserve(&mut w, &newcomer, later + 1).admitted);
     assert_eq!(env.store_ops(), before, "refused from memory");

@@ -22,8 +22,9 @@
 //! The same per-worker memory keeps the store's refusals ([`Leases::refuse`]): a request whose
 //! limits and keys the store refused less than their wait ago is refused again without asking
 //! (the store cannot admit it sooner, except for a reservation given back meanwhile, so this only
-//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks. `store.reserve: false` turns
-//! both off.
+//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks, and for at most
+//! [`MAX_REFUSALS`] limits and keys at once: a flood of distinct refused clients (one key each)
+//! is answered from memory too, not only a few hot keys. `store.reserve: false` turns both off.
 
 use super::config::Check;
 use super::limiter::{Limit, LimitStatus, Verdict};
@@ -74,6 +75,10 @@ struct Refusal {
 
 /// How many ticks a refusal is remembered at most (then the store is asked again).
 pub const REFUSAL_TICKS: u64 = 100;
+/// The most refusals a worker remembers at once (one per plan's limits and keys). About 200
+/// bytes each with the table's own slots: under 3 MiB per worker, and only while that many
+/// distinct clients are being refused.
+pub const MAX_REFUSALS: usize = 12_288;
 
 /// Reservations that ended with requests unused: give them back to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +98,9 @@ pub struct Leases {
     /// Requests refused by the store, by their plan's keys: refused again without the store
     /// until the refusal's wait is over.
     refused: HashMap<Vec<u8>, Refusal>,
+    /// No remembered refusal ends before this instant (a lower bound of their `until`; 0 when
+    /// unknown): while memory is full and this is still ahead, nothing can make room.
+    refused_soonest: u64,
     ticks: u64,
     /// Requests admitted from reservations since [`Leases::take_admitted`].
     admitted: u64,
@@ -213,26 +221,45 @@ impl Leases {
 
     /// Remembers a refusal from the store ([`Leases::refuse`]), while there is room (refusals
     /// whose wait is over make room: a flood of refused clients keeps being answered from
-    /// memory, not only the first [`MAX_LEASES`] of them).
+    /// memory, not only the first [`MAX_REFUSALS`] of them). When memory is full of refusals
+    /// that have not ended, it is not searched again until the soonest of them ends.
     pub fn remember_refusal(&mut self, keys: &[Vec<u8>], verdict: &Verdict, now: u64) {
         let Some(wait) = verdict.retry_after_ns() else {
             return;
         };
-        if self.refused.len() >= MAX_LEASES {
-            self.refused.retain(|_, r| now < r.until);
-            if self.refused.len() >= MAX_LEASES {
+        if self.refused.len() >= MAX_REFUSALS {
+            if now < self.refused_soonest {
+                return;
+            }
+            let mut soonest = u64::MAX;
+            self.refused.retain(|_, r| {
+                let live = now < r.until;
+                if live {
+                    soonest = soonest.min(r.until);
+                }
+                live
+            });
+            self.refused_soonest = soonest;
+            if self.refused.len() >= MAX_REFUSALS {
                 return;
             }
         }
+        let until = now.saturating_add(wait);
+        self.refused_soonest = self.refused_soonest.min(until);
         self.refused.insert(
             keys.concat(),
             Refusal {
                 at: now,
-                until: now.saturating_add(wait),
+                until,
                 taken: self.ticks,
                 verdict: verdict.clone(),
             },
         );
+    }
+
+    /// How many refusals are remembered.
+    pub fn refusals(&self) -> usize {
+        self.refused.len()
     }
 
     /// Requests refused from memory since the last call (for a metric added once per tick).
