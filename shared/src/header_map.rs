@@ -56,7 +56,7 @@ impl HeaderList {
             .and_then(|n| n.checked_add(4))
             .filter(|&end| end <= bytes.len())
             .ok_or(HeaderMapError::Truncated("pair sizes"))?;
-        // Where each name and value is, relative to the end of the sizes.
+        // Where each name and value is in the buffer.
         let mut pairs = Vec::with_capacity(count);
         let mut at = sizes_end;
         for n in 0..count {
@@ -69,15 +69,15 @@ impl HeaderList {
             let name = take(&bytes, &mut at, name_len).ok_or(HeaderMapError::Truncated("names"))?;
             let value =
                 take(&bytes, &mut at, value_len).ok_or(HeaderMapError::Truncated("values"))?;
-            let from_text = |(start, end): (usize, usize)| (start - sizes_end, end - sizes_end);
-            pairs.push(Pair {
-                name: from_text(name),
-                value: from_text(value),
-            });
+            pairs.push(Pair { name, value });
         }
-        let mut tail = bytes;
-        tail.drain(..sizes_end);
-        match String::from_utf8(tail) {
+        // The count and sizes become spaces, so the buffer is text exactly when the names and
+        // values are, and it is kept as it is (no copy to drop its head).
+        let mut bytes = bytes;
+        if let Some(head) = bytes.get_mut(..sizes_end) {
+            head.fill(b' ');
+        }
+        match String::from_utf8(bytes) {
             Ok(text) if pairs.iter().all(|p| on_boundaries(&text, p)) => Ok(HeaderList {
                 text,
                 pairs,

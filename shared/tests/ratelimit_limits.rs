@@ -6,9 +6,7 @@
 use palisade::client_ip::ClientIpConfig;
 use palisade::matcher::Request;
 use palisade::ratelimit::gcra::{Period, NANOS_PER_SEC};
-use palisade::ratelimit::lease::{
-    reservation_size, Leases, LIFETIME_TICKS, MAX_LEASES, MAX_REFUSALS,
-};
+use palisade::ratelimit::lease::{reservation_size, Leases, LIFETIME_TICKS, MAX_REFUSALS};
 use palisade::ratelimit::store::MemoryStore;
 use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use serde_json::json;

@@ -131,13 +131,15 @@ impl Claims {
         self.map.get("sub").and_then(Value::as_str)
     }
 
-    /// The audiences (`aud` as a string or an array of strings).
-    pub fn audiences(&self) -> Vec<&str> {
-        match self.map.get("aud") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        }
+    /// The audiences (`aud` as a string or an array of strings), without collecting them: this
+    /// runs on every request, cache hits included.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> + '_ {
+        let (one, many): (Option<&str>, &[Value]) = match self.map.get("aud") {
+            Some(Value::String(s)) => (Some(s.as_str()), &[]),
+            Some(Value::Array(items)) => (None, items.as_slice()),
+            _ => (None, &[]),
+        };
+        one.into_iter().chain(many.iter().filter_map(Value::as_str))
     }
 
     /// The scopes: `scope` (space-delimited, RFC 8693) and `scp` (an array, or space-delimited).
@@ -325,14 +327,12 @@ impl IdentityRules {
                 return Err(ClaimError::Issuer);
             }
         }
-        if !self.audiences.is_empty() {
-            let auds = claims.audiences();
-            if !auds
-                .iter()
+        if !self.audiences.is_empty()
+            && !claims
+                .audiences()
                 .any(|a| self.audiences.iter().any(|want| want == a))
-            {
-                return Err(ClaimError::Audience);
-            }
+        {
+            return Err(ClaimError::Audience);
         }
         if !self.subjects.is_empty() {
             let ok = claims
