@@ -622,6 +622,62 @@ fn a_refusal_is_repeated_from_memory_until_its_wait_is_over() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn what_another_worker_gives_back_is_admitted_not_refused_from_memory() {
+    // 400 a day on one key, two workers: B holds a reservation when the store refuses A.
+    let env = Env::new(json!({"limits": [
+        {"name": "busy", "requests": 400, "per": "day", "key": {"constant": "all"}}
+    ]}));
+    let (mut a, mut b) = (Worker::default(), Worker::default());
+    assert!(env.reserve(&mut b, IP, NOW).admitted);
+    let reserved = env.reserve(&mut b, IP, NOW).statuses[0].reserved;
+    assert_eq!(reserved, 400 / 64);
+    let mut admitted = 2;
+    while env.reserve(&mut a, IP, NOW).admitted {
+        admitted += 1;
+    }
+    assert_eq!(
+        admitted + reserved,
+        400,
+        "B's reservation is counted in the store"
+    );
+
+    // B's reservation ends unused and goes back to the store.
+    assert_eq!(env.expire(&mut b, NOW), u64::from(reserved));
+    // A remembered the store's refusal: for a moment it still refuses without asking...
+    let before = env.store_ops();
+    assert!(!env.reserve(&mut a, IP, NOW).admitted);
+    assert_eq!(env.store_ops(), before, "refused from memory");
+    // ...but only until any reservation held then has surely come back (a reservation's
+    // lifetime, plus a tick for workers ticking out of step, plus one to spare); then A asks the
+    // store, and the day's allowance is admitted in full.
+    for _ in 0..LIFETIME_TICKS + 2 {
+        a.leases.tick();
+    }
+    while env.reserve(&mut a, IP, NOW).admitted {
+        admitted += 1;
+    }
+    assert_eq!(admitted, 400, "exactly the limit, none lost to memory");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_small_limit_refusal_outlives_the_reservations_lifetime() {
+    // No worker reserves from a limit this small: its refusals are remembered until their wait
+    // is over (within REFUSAL_TICKS).
+    let env = Env::new(json!({"limits": [{"name": "tight", "requests": 10, "per": "minute"}]}));
+    let mut w = Worker::default();
+    for _ in 0..10 {
+        assert!(env.reserve(&mut w, IP, NOW).admitted);
+    }
+    assert!(!env.reserve(&mut w, IP, NOW).admitted);
+    for _ in 0..LIFETIME_TICKS + 2 {
+        w.leases.tick();
+    }
+    let before = env.store_ops();
+    assert!(!env.reserve(&mut w, IP, NOW + 1).admitted);
+    assert_eq!(env.store_ops(), before, "still refused from memory");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn refusals_from_memory_never_admit_more_than_the_store() {
     let env = Env::new(json!({"limits": [{"name": "tight", "requests": 10, "per": "second"}]}));
     let mut workers: Vec<Worker> = (0..3).map(|_| Worker::default()).collect();

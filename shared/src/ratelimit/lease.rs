@@ -22,7 +22,8 @@
 //! The same per-worker memory keeps the store's refusals ([`Leases::refuse`]): a request whose
 //! limits and keys the store refused less than their wait ago is refused again without asking
 //! (the store cannot admit it sooner, except for a reservation given back meanwhile, so this only
-//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks, and for at most
+//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks ([`RESERVED_REFUSAL_TICKS`] for a
+//! limit workers reserve from, so that what other workers give back is not refused), and for at most
 //! [`MAX_REFUSALS`] limits and keys at once: a flood of distinct refused clients (one key each)
 //! is answered from memory too, not only a few hot keys. `store.reserve: false` turns both off.
 
@@ -68,13 +69,19 @@ struct Refusal {
     /// When the store refused (nanoseconds), and until when it will refuse.
     at: u64,
     until: u64,
-    /// The tick it was remembered at (forgotten after [`REFUSAL_TICKS`]).
-    taken: u64,
+    /// The tick at which it is forgotten ([`REFUSAL_TICKS`] or [`RESERVED_REFUSAL_TICKS`] after
+    /// it was remembered).
+    forget_at: u64,
     verdict: Verdict,
 }
 
 /// How many ticks a refusal is remembered at most (then the store is asked again).
 pub const REFUSAL_TICKS: u64 = 100;
+/// How many ticks a refusal by a limit workers reserve from is remembered at most: until any
+/// reservation another worker held when the store refused has ended and been given back (within
+/// [`LIFETIME_TICKS`] of that worker's ticks, which run out of step with this worker's by up to
+/// one), so that requests given back are admitted, not refused from memory.
+pub const RESERVED_REFUSAL_TICKS: u64 = LIFETIME_TICKS + 2;
 /// The most refusals a worker remembers at once (one per plan's limits and keys). About 200
 /// bytes each with the table's own slots: under 3 MiB per worker, and only while that many
 /// distinct clients are being refused.
@@ -246,12 +253,22 @@ impl Leases {
         }
         let until = now.saturating_add(wait);
         self.refused_soonest = self.refused_soonest.min(until);
+        // Another worker's reservation of a refusing limit may come back to the store soon.
+        let reserved = verdict
+            .statuses
+            .iter()
+            .any(|s| !s.allowed && !s.shadow && s.burst >= MIN_BURST);
+        let ticks = if reserved {
+            RESERVED_REFUSAL_TICKS
+        } else {
+            REFUSAL_TICKS
+        };
         self.refused.insert(
             keys.concat(),
             Refusal {
                 at: now,
                 until,
-                taken: self.ticks,
+                forget_at: self.ticks.saturating_add(ticks),
                 verdict: verdict.clone(),
             },
         );
@@ -341,8 +358,7 @@ impl Leases {
     pub fn tick(&mut self) -> Vec<Unused> {
         self.ticks += 1;
         let now = self.ticks;
-        self.refused
-            .retain(|_, r| now < r.taken.saturating_add(REFUSAL_TICKS));
+        self.refused.retain(|_, r| now < r.forget_at);
         let mut unused = Vec::new();
         self.held.retain(|key, lease| {
             if now < lease.taken + LIFETIME_TICKS {
