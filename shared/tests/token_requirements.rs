@@ -200,6 +200,26 @@ fn optional_tokens() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn the_answer_to_a_missing_token_is_written_once_per_config() {
+    // With a realm and without: the reply the filter reuses for every request without a token
+    // is the one written for the denial itself; other denials are written per request.
+    let with_realm = two_providers(json!({}));
+    let without = inline_config(jwks(vec![corp().jwk("c", None)]));
+    for (cfg, realm) in [(&with_realm, Some("api")), (&without, None)] {
+        let reply = run(cfg, "/", &[]).response(cfg).unwrap();
+        assert!(matches!(reply, std::borrow::Cow::Borrowed(_)));
+        assert_eq!(*reply, DenyReason::Missing.response(realm));
+        let bad = run(cfg, "/", &bearer("abc.def.ghi")).response(cfg).unwrap();
+        assert!(matches!(bad, std::borrow::Cow::Owned(_)));
+        assert_eq!(bad.error, "invalid_token");
+    }
+    assert_eq!(
+        run(&without, "/", &[]).response(&without).unwrap().headers,
+        vec![("www-authenticate", "Bearer".to_owned())]
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn answers_follow_rfc_6750() {
     let cfg = two_providers(json!({"scopes": ["write", "admin"]}));
     let missing = run(&cfg, "/", &[]).response(&cfg).unwrap();

@@ -18,6 +18,7 @@ use super::headers::{compile_header_name, ClaimToHeader, ClaimToHeaderSpec};
 use super::jwks::{
     parse_jwks, parse_jwks_value, JwksError, JwksPolicy, KeySet, ParsedJwks, MIN_RSA_BITS,
 };
+use super::outcome::DenyReason;
 use super::paseto::{PasetoKey, PasetoRules};
 use super::remote::{
     compile_endpoint, discovery_path, EndpointSpec, RefreshSettings, RefreshSpec, RemoteKeys,
@@ -25,6 +26,7 @@ use super::remote::{
 use super::requirement::Requirement;
 use crate::config::{from_value, ConfigError};
 use crate::matcher::Request;
+use crate::response::ErrorResponse;
 use crate::rules::{RuleSet, Selected};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -521,6 +523,9 @@ pub struct TokenConfig {
     max_token_size: usize,
     cache: CacheSettings,
     realm: Option<String>,
+    /// The answer to a request without a token, written once: the same for every such request
+    /// (a flood of them is the commonest unauthenticated traffic).
+    missing_reply: ErrorResponse,
 }
 
 impl TokenConfig {
@@ -587,12 +592,14 @@ impl TokenConfig {
         let rules = RuleSet::from_document(&doc, &TOP_LEVEL_KEYS, |policy| {
             Requirement::compile(policy, &providers)
         })?;
+        let missing_reply = DenyReason::Missing.response(global.realm.as_deref());
         Ok(TokenConfig {
             providers,
             rules,
             max_token_size: global.max_token_size,
             cache,
             realm: global.realm,
+            missing_reply,
         })
     }
 
@@ -626,6 +633,11 @@ impl TokenConfig {
     /// The `realm` for `WWW-Authenticate`, if configured.
     pub fn realm(&self) -> Option<&str> {
         self.realm.as_deref()
+    }
+
+    /// The answer to a request without a token ([`DenyReason::Missing`]).
+    pub fn missing_reply(&self) -> &ErrorResponse {
+        &self.missing_reply
     }
 
     /// Every header the filter writes claims or payloads to: remove them from incoming requests.

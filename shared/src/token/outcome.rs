@@ -15,6 +15,7 @@ use super::extract::TokenLocation;
 use super::headers::claims_to_headers;
 use super::peers::{PeerDenial, SpiffeId};
 use crate::response::ErrorResponse;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -359,8 +360,11 @@ impl Outcome {
     }
 
     /// The answer to send instead of forwarding, if denied.
-    pub fn response(&self, config: &TokenConfig) -> Option<ErrorResponse> {
-        self.denial().map(|f| f.reason.response(config.realm()))
+    pub fn response<'c>(&self, config: &'c TokenConfig) -> Option<Cow<'c, ErrorResponse>> {
+        self.denial().map(|f| match f.reason {
+            DenyReason::Missing => Cow::Borrowed(config.missing_reply()),
+            ref reason => Cow::Owned(reason.response(config.realm())),
+        })
     }
 
     /// The provider to refetch keys for, when a token named an unknown `kid`.
