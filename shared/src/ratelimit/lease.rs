@@ -22,10 +22,11 @@
 //! The same per-worker memory keeps the store's refusals ([`Leases::refuse`]): a request whose
 //! limits and keys the store refused less than their wait ago is refused again without asking
 //! (the store cannot admit it sooner, except for a reservation given back meanwhile, so this only
-//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks ([`RESERVED_REFUSAL_TICKS`] for a
-//! limit workers reserve from, so that what other workers give back is not refused), and for at most
-//! [`MAX_REFUSALS`] limits and keys at once: a flood of distinct refused clients (one key each)
-//! is answered from memory too, not only a few hot keys. `store.reserve: false` turns both off.
+//! errs on the strict side), for at most [`REFUSAL_TICKS`] ticks ([`RESERVED_REFUSAL_TICKS`] for
+//! a limit workers reserve from, so that what other workers give back is not refused), and for at
+//! most [`MAX_REFUSALS`] limits and keys at once: a flood of distinct refused clients (one key
+//! each) is answered from memory too, not only a few hot keys. `store.reserve: false` turns both
+//! off.
 
 use super::config::Check;
 use super::limiter::{Limit, LimitStatus, Verdict};
