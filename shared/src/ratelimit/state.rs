@@ -149,17 +149,27 @@ impl SlotSet {
 
     /// Encodes the set.
     pub fn encode(&self) -> Vec<u8> {
-        let width = usize::from(self.width);
-        let mut out = Vec::with_capacity(2 + self.entries.len() * (16 + 8 * width));
-        out.push(FORMAT_VERSION);
-        out.push(self.width);
+        let mut out = self.start_encoding(self.entries.len());
         for entry in &self.entries {
-            out.extend_from_slice(&entry.fingerprint);
-            for word in &entry.words[..width] {
-                out.extend_from_slice(&word.to_le_bytes());
-            }
+            self.push_entry(&mut out, &entry.fingerprint, &entry.words);
         }
         out
+    }
+
+    /// A buffer for `entries` entries of this set's width, holding the version and width.
+    fn start_encoding(&self, entries: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + entries * (16 + 8 * usize::from(self.width)));
+        out.push(FORMAT_VERSION);
+        out.push(self.width);
+        out
+    }
+
+    /// Appends one encoded entry: its fingerprint, then its first `width` words.
+    fn push_entry(&self, out: &mut Vec<u8>, fingerprint: &Fingerprint, words: &[u64; MAX_WORDS]) {
+        out.extend_from_slice(fingerprint);
+        for word in &words[..usize::from(self.width)] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
     }
 
     pub fn width(&self) -> u8 {
@@ -208,17 +218,11 @@ impl Slot {
     /// last. Written straight from the set read, without a copy of it (this runs for every
     /// request the store sees).
     pub fn encode_with(&self, words: [u64; MAX_WORDS], now: u64) -> Vec<u8> {
-        let width = usize::from(self.set.width);
-        let entry_len = 16 + 8 * width;
-        let mut out = Vec::with_capacity(2 + (self.set.entries.len() + 1) * entry_len);
-        out.push(FORMAT_VERSION);
-        out.push(self.set.width);
+        let set = &self.set;
+        let mut out = set.start_encoding(set.entries.len() + 1);
         let mut push = |fingerprint: &Fingerprint, words: &[u64; MAX_WORDS]| {
             if words[0] > now {
-                out.extend_from_slice(fingerprint);
-                for word in &words[..width] {
-                    out.extend_from_slice(&word.to_le_bytes());
-                }
+                set.push_entry(&mut out, fingerprint, words);
             }
         };
         let mut found = false;
