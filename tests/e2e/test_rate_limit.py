@@ -74,6 +74,36 @@ def test_busy_limit_admits_from_worker_reservations_and_stays_exact(envoy):
     assert 0 < reserved < 400, reserved
 
 
+def test_a_flood_of_distinct_refused_clients_is_refused_from_memory(envoy):
+    """400 clients, each over its own limit: every one's repeated requests are refused from the
+    worker's memory of the store's refusal (not only the first few hundred clients')."""
+    e = envoy("rate-limit.yaml", rl([{"name": "per_key", "requests": 1, "per": "hour",
+                                      "key": {"header": "x-api-key"}, "max_keys": 4000}]))
+
+    def client(first):
+        # Each client's three requests in order, on one keep-alive connection per 50 clients.
+        conn = http.client.HTTPConnection("127.0.0.1", e.port, timeout=10)
+        out = []
+        try:
+            for i in range(first, first + 50):
+                for _ in range(3):
+                    conn.request("GET", "/", headers={"x-api-key": f"client-{i}"})
+                    r = conn.getresponse()
+                    out.append(harness.Response(r.status, [(k.lower(), v) for k, v in r.getheaders()], r.read()))
+        finally:
+            conn.close()
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = [r for batch in pool.map(client, range(0, 400, 50)) for r in batch]
+    assert [r.status for r in responses] == [200, 429, 429] * 400
+    last = responses[-1]
+    assert last.json()["error"] == "rate_limited" and int(last.header("retry-after")) > 0
+    # The third request of every client: refused without asking the store.
+    counted = harness.wait_until(lambda: e.counter("palisade_rate_limit_refused_from_memory_total") >= 400)
+    assert counted and e.counter("palisade_rate_limit_refused_from_memory_total") == 400
+
+
 def test_small_limits_are_never_reserved(envoy):
     e = envoy("rate-limit.yaml", rl([{"name": "small", "requests": 100, "per": "day", "key": {"constant": "all"}}]))
     statuses = [r.status for r in fire(e.port, 120, connections=4)]
