@@ -116,11 +116,19 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5. Envoy opens a new upstream connection for each
+    # concurrent request it has no idle one for, while the tests' client threads share this
+    # process (and its GIL) with the accept loop: a burst could overflow the backlog, the kernel
+    # drops the SYN, and the retry comes after Envoy's 1 s connect timeout, as a 503.
+    request_queue_size = 128
+
+
 class Upstream:
     """Runs the upstream in a background thread on 127.0.0.1."""
 
     def __init__(self, port=0):
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
