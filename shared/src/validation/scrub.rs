@@ -289,8 +289,8 @@ impl Cursor<'_> {
         self.skip_ws();
         let start = self.pos;
         match self.peek().ok_or(Malformed)? {
-            b'{' => return self.object(path, out, depth + 1),
-            b'[' => return self.array(path, out, depth + 1),
+            b'{' => return self.container(path, out, depth + 1, b'{'),
+            b'[' => return self.container(path, out, depth + 1, b'['),
             b'"' => {
                 self.string()?;
             }
@@ -351,124 +351,78 @@ impl Cursor<'_> {
         }
     }
 
-    fn object(
+    /// An object or an array (`open` is `{` or `[`): each member is written to `out`, or
+    /// skipped when the scrubber removes its path.
+    fn container(
         &mut self,
         path: &mut Vec<Seg>,
         mut out: Option<&mut Vec<u8>>,
         depth: usize,
+        open: u8,
     ) -> Result<(), Malformed> {
         if depth > MAX_DEPTH {
             return Err(Malformed);
         }
-        self.expect(b'{')?;
+        let object = open == b'{';
+        let close = if object { b'}' } else { b']' };
+        self.expect(open)?;
         if let Some(o) = out.as_deref_mut() {
-            o.push(b'{');
+            o.push(open);
         }
         self.skip_ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.pos += 1;
-            if let Some(o) = out.as_deref_mut() {
-                o.push(b'}');
-            }
-            return Ok(());
-        }
-        let mut first = true;
-        loop {
-            self.skip_ws();
-            let raw_key = self.string()?.to_vec();
-            // The decoded name, so escapes cannot hide a field (serde_json handles surrogates).
-            let key: String = serde_json::from_slice(&raw_key).map_err(|_| Malformed)?;
-            self.skip_ws();
-            self.expect(b':')?;
-            path.push(Seg::Key(key));
-            if self.scrubber.removes(path) {
-                self.removed += 1;
-                self.value(path, None, depth)?;
-            } else {
+        } else {
+            let mut written = false;
+            let mut index = 0;
+            loop {
+                self.skip_ws();
+                let raw_key = if object {
+                    let raw_key = self.string()?.to_vec();
+                    // The decoded name, so escapes cannot hide a field (serde_json handles
+                    // surrogates).
+                    let key: String = serde_json::from_slice(&raw_key).map_err(|_| Malformed)?;
+                    self.skip_ws();
+                    self.expect(b':')?;
+                    path.push(Seg::Key(key));
+                    Some(raw_key)
+                } else {
+                    path.push(Seg::Index(index));
+                    None
+                };
                 match out.as_deref_mut() {
+                    _ if self.scrubber.removes(path) => {
+                        self.removed += 1;
+                        self.value(path, None, depth)?;
+                    }
                     Some(o) => {
-                        if !first {
+                        if written {
                             o.push(b',');
                         }
-                        o.extend_from_slice(&raw_key);
-                        o.push(b':');
+                        if let Some(k) = &raw_key {
+                            o.extend_from_slice(k);
+                            o.push(b':');
+                        }
                         self.value(path, Some(o), depth)?;
+                        written = true;
                     }
                     None => self.value(path, None, depth)?,
                 }
-                first = false;
-            }
-            path.pop();
-            self.skip_ws();
-            match self.peek().ok_or(Malformed)? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return Err(Malformed),
-            }
-        }
-        if let Some(o) = out {
-            o.push(b'}');
-        }
-        Ok(())
-    }
-
-    fn array(
-        &mut self,
-        path: &mut Vec<Seg>,
-        mut out: Option<&mut Vec<u8>>,
-        depth: usize,
-    ) -> Result<(), Malformed> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed);
-        }
-        self.expect(b'[')?;
-        if let Some(o) = out.as_deref_mut() {
-            o.push(b'[');
-        }
-        self.skip_ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            if let Some(o) = out.as_deref_mut() {
-                o.push(b']');
-            }
-            return Ok(());
-        }
-        let mut first = true;
-        let mut index = 0;
-        loop {
-            path.push(Seg::Index(index));
-            if self.scrubber.removes(path) {
-                self.removed += 1;
-                self.value(path, None, depth)?;
-            } else {
-                match out.as_deref_mut() {
-                    Some(o) => {
-                        if !first {
-                            o.push(b',');
-                        }
-                        self.value(path, Some(o), depth)?;
+                path.pop();
+                index += 1;
+                self.skip_ws();
+                match self.peek().ok_or(Malformed)? {
+                    b',' => self.pos += 1,
+                    c if c == close => {
+                        self.pos += 1;
+                        break;
                     }
-                    None => self.value(path, None, depth)?,
+                    _ => return Err(Malformed),
                 }
-                first = false;
-            }
-            path.pop();
-            index += 1;
-            self.skip_ws();
-            match self.peek().ok_or(Malformed)? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return Err(Malformed),
             }
         }
         if let Some(o) = out {
-            o.push(b']');
+            o.push(close);
         }
         Ok(())
     }
