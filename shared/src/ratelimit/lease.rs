@@ -43,10 +43,15 @@ pub const TICK_MS: u64 = 100;
 /// A reservation ends after this many ticks (so it lives between one and two tick periods).
 pub const LIFETIME_TICKS: u64 = 2;
 
+/// Whether workers reserve from a limit with this burst (see [`reservation_size`]).
+fn reserved_from(burst: u32) -> bool {
+    burst >= MIN_BURST
+}
+
 /// How many requests a worker may reserve from a limit's bucket (0: never).
 pub fn reservation_size(limit: &Limit) -> u32 {
     let burst = limit.rate.burst();
-    if burst < MIN_BURST {
+    if !reserved_from(burst) {
         return 0;
     }
     (burst / 64).min(MAX_RESERVATION)
@@ -258,7 +263,7 @@ impl Leases {
         let reserved = verdict
             .statuses
             .iter()
-            .any(|s| !s.allowed && !s.shadow && s.burst >= MIN_BURST);
+            .any(|s| !s.allowed && !s.shadow && reserved_from(s.burst));
         let ticks = if reserved {
             RESERVED_REFUSAL_TICKS
         } else {
