@@ -131,6 +131,27 @@ fn unusable_keys_are_skipped_with_a_reason() {
             min: 2048
         })
     );
+    // Points of small order: the identity (y = 1), and y = 0 (order 4). Anyone can sign for them.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for weak in [identity, [0; 32]] {
+        assert_eq!(
+            bind(json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&weak)}), &p),
+            Err(KeyError::InvalidKey(
+                "an Ed25519 key of small order (anyone could sign for it)".to_owned()
+            ))
+        );
+    }
+    // y = 2 is not the y of any curve point.
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    assert_eq!(
+        bind(
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&not_a_point)}),
+            &p
+        ),
+        Err(KeyError::InvalidKey("not an Ed25519 public key".to_owned()))
+    );
     let off_curve = json!({"kty": "EC", "crv": "P-256", "x": b64(&[1; 32]), "y": b64(&[2; 32])});
     assert!(matches!(bind(off_curve, &p), Err(KeyError::InvalidKey(_))));
     let oct = json!({"kty": "oct", "alg": "HS256", "k": b64(&[1; 32])});

@@ -313,6 +313,15 @@ fn paseto_keys_are_checked_in_the_config() {
         err,
         "providers[0].paseto.keys[0].public_key: the key is not a valid public key: expected 'k4.public.<base64url>' or 64 hex digits"
     );
+    // The identity point: a key anyone could sign for.
+    let identity = format!("01{}", "00".repeat(31));
+    let err = config_error(
+        json!({ "providers": [{ "name": "p", "paseto": { "keys": [{ "public_key": identity }] } }] }),
+    );
+    assert_eq!(
+        err,
+        "providers[0].paseto.keys[0].public_key: the key is not a valid public key: an Ed25519 key of small order (anyone could sign for it)"
+    );
     let err = config_error(json!({ "providers": [{ "name": "p", "paseto": { "keys": [] } }] }));
     assert_eq!(err, "providers[0].paseto.keys: cannot be empty");
 }

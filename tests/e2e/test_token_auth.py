@@ -191,6 +191,23 @@ def test_key_rotation_new_kid_accepted_without_restart(token_envoy, jwks, keyset
     assert e.counter("palisade_token_jwks_unknown_kid_refetch_total") >= 1
 
 
+def test_a_fetched_key_anyone_could_sign_for_is_skipped(token_envoy, jwks, keyset):
+    # A JWKS that publishes a small-order Ed25519 key beside good ones (a broken or tampered key
+    # set): a token "signed" for it without any private key must not pass.
+    jwks.document = {"keys": [*tokens.jwks(*keyset.values())["keys"], tokens.small_order_ed25519_jwk("weak")]}
+    e = token_envoy()
+    now = int(time.time())
+    forged = tokens.forged_for_small_order_key(
+        "weak", {"iss": ISSUER, "aud": AUDIENCE, "sub": "attacker", "iat": now, "exp": now + 300})
+    r = e.get("/", headers=bearer(forged))
+    assert r.status == 401, r.body
+    assert e.counter("palisade_token_denied_unknown_kid_total") == 1
+    # The other keys of the same document were installed.
+    assert e.get("/", headers=bearer(keyset["EdDSA"].token())).status == 200
+    assert "JWKS key skipped: keys[5] (kid 'weak'): the key is not a valid public key: an Ed25519 key " \
+        "of small order" in e.logs()
+
+
 def test_keys_found_through_openid_discovery(envoy, jwks, keyset):
     # The issuer's /.well-known/openid-configuration names the JWKS; both come through the cluster.
     disco = provider(jwks_uri=None, discovery={"cluster": "jwks_server"})

@@ -72,6 +72,23 @@ def hs256_by_hand(header, claims, secret):
     return f"{signing_input}.{b64(sig)}"
 
 
+# The Ed25519 identity point (y = 1): a public key of small order. With it, the signature
+# R = identity, s = 0 satisfies the verification equation [s]B = R + [k]A for every message.
+ED25519_IDENTITY = bytes([1]) + bytes(31)
+
+
+def small_order_ed25519_jwk(kid):
+    x = base64.urlsafe_b64encode(ED25519_IDENTITY).rstrip(b"=").decode()
+    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}
+
+
+def forged_for_small_order_key(kid, claims):
+    """A token anyone can make for `small_order_ed25519_jwk(kid)`, without any private key."""
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    signing_input = f"{b64(json.dumps({'alg': 'EdDSA', 'kid': kid}).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(ED25519_IDENTITY + bytes(32))}"
+
+
 def paseto_key():
     """A v4.public key pair: (pyseto private key, 'k4.public...' PASERK of the public key)."""
     private = ed25519.Ed25519PrivateKey.generate()

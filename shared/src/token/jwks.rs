@@ -290,6 +290,23 @@ fn str_member<'a>(
     }
 }
 
+/// An Ed25519 public key from its 32 bytes. Refused when the bytes are not a curve point, or are
+/// a point of small order (the identity or another of the eight torsion points): for such a key
+/// anyone can make a signature that verifies, for any message, in a few tries.
+pub(crate) fn ed25519_key(bytes: &[u8]) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
+    let bytes: &[u8; 32] = bytes
+        .try_into()
+        .map_err(|_| KeyError::InvalidKey("an Ed25519 key has 32 bytes".to_owned()))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)
+        .map_err(|_| KeyError::InvalidKey("not an Ed25519 public key".to_owned()))?;
+    if key.is_weak() {
+        return Err(KeyError::InvalidKey(
+            "an Ed25519 key of small order (anyone could sign for it)".to_owned(),
+        ));
+    }
+    Ok(key)
+}
+
 fn b64_member(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, KeyError> {
     let s = str_member(jwk, name)?.ok_or(KeyError::MissingMember(name))?;
     // Some publishers pad JWK members; the value is the same.
@@ -405,13 +422,7 @@ pub fn parse_jwk(
                     return Err(misfit(alg));
                 }
             }
-            let x = b64_member(jwk, "x")?;
-            let bytes: [u8; 32] = x
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::InvalidKey("an Ed25519 key has 32 bytes".to_owned()))?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| KeyError::InvalidKey("not an Ed25519 public key".to_owned()))?;
+            let key = ed25519_key(&b64_member(jwk, "x")?)?;
             Ok(VerificationKey {
                 kid,
                 alg: JwsAlgorithm::EdDsa,

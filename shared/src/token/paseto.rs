@@ -7,7 +7,7 @@
 
 use super::claims::{ClaimError, Claims, TimeFormat};
 use super::error::{Malformation, Part, TokenError};
-use super::jwks::KeyError;
+use super::jwks::{self, KeyError};
 use super::strict_json::parse_object;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use pasetors::keys::AsymmetricPublicKey;
@@ -56,17 +56,9 @@ impl PasetoKey {
 
     /// A key from the 32 bytes of an Ed25519 public key.
     pub fn from_bytes(bytes: &[u8], kid: Option<String>) -> Result<Self, KeyError> {
-        if bytes.len() != 32 {
-            return Err(KeyError::InvalidKey(
-                "an Ed25519 key has 32 bytes".to_owned(),
-            ));
-        }
-        // Refuse what is not a curve point now rather than failing every token later.
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| KeyError::InvalidKey("an Ed25519 key has 32 bytes".to_owned()))?;
-        ed25519_dalek::VerifyingKey::from_bytes(&arr)
-            .map_err(|_| KeyError::InvalidKey("not an Ed25519 public key".to_owned()))?;
+        // Refuse what is not a curve point, or is one anyone could sign for, now rather than
+        // failing (or passing) tokens later.
+        jwks::ed25519_key(bytes)?;
         let key = AsymmetricPublicKey::<V4>::from(bytes)
             .map_err(|_| KeyError::InvalidKey("not a v4.public key".to_owned()))?;
         Ok(PasetoKey { kid, key })

@@ -11,7 +11,7 @@
 
 mod keys;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use palisade::metrics::Counter;
 use palisade::token::remote::{parse_discovery, Endpoint, FetchSchedule, RemoteKeys};
 use palisade::token::{
@@ -207,16 +207,24 @@ impl State {
     fn install(&self, provider: usize, document: &[u8]) -> bool {
         let p = &self.config.providers()[provider];
         match p.parse_fetched_jwks(document) {
-            Ok(parsed) => match self.keys.borrow_mut().set_fetched(provider, parsed.keys) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(
-                        "palisade {FILTER_NAME}: provider '{}': keys not installed: {e}",
+            Ok(parsed) => {
+                for skipped in &parsed.skipped {
+                    info!(
+                        "palisade {FILTER_NAME}: provider '{}': JWKS key skipped: {skipped}",
                         p.name
                     );
-                    false
                 }
-            },
+                match self.keys.borrow_mut().set_fetched(provider, parsed.keys) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        warn!(
+                            "palisade {FILTER_NAME}: provider '{}': keys not installed: {e}",
+                            p.name
+                        );
+                        false
+                    }
+                }
+            }
             Err(e) => {
                 warn!(
                     "palisade {FILTER_NAME}: provider '{}': bad JWKS document: {e}",
