@@ -11,7 +11,13 @@
 //! `add11_each` (eleven security headers set one call each, `server` removed) and `add11_map`
 //! (the same in one read and one replacement of the whole map), `remove_request_header`
 //! (remove `authorization`, as the token filter does), `local_reply` (answer 429 with a JSON
-//! body and three headers, as a rate-limit refusal does).
+//! body and three headers, as a rate-limit refusal does), `read_authorization` (read the
+//! `authorization` header alone) and `add11_add` (the eleven headers added, not replaced, one
+//! call each, and `server` removed: the cheapest way through the ABI to do what the native
+//! `response_headers_to_add` twin does).
+//!
+//! Combinations of these are a lower bound: the host calls a filter doing a given job cannot do
+//! without, with none of the filter's own work (`make bench` rows "host calls alone").
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -39,6 +45,8 @@ struct Probes {
     add11_map: bool,
     remove_request_header: bool,
     local_reply: bool,
+    read_authorization: bool,
+    add11_add: bool,
 }
 
 #[derive(Default)]
@@ -79,6 +87,8 @@ impl RootContext for Root {
             add11_map: has("add11_map"),
             remove_request_header: has("remove_request_header"),
             local_reply: has("local_reply"),
+            read_authorization: has("read_authorization"),
+            add11_add: has("add11_add"),
         });
         if self.probes.shared_cas {
             let _ = hostcalls::set_shared_data("palisade.bench", Some(&[0u8; 16]), None);
@@ -132,6 +142,9 @@ impl HttpContext for Noop {
         if p.request_header {
             let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
         }
+        if p.read_authorization {
+            let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, "authorization");
+        }
         if p.property {
             let _ = hostcalls::get_property(vec!["source", "address"]);
         }
@@ -181,6 +194,12 @@ impl HttpContext for Noop {
         if p.add11_each {
             for (k, v) in ELEVEN {
                 let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
+            }
+            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "server");
+        }
+        if p.add11_add {
+            for (k, v) in ELEVEN {
+                let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, k, v);
             }
             let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "server");
         }
