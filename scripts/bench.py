@@ -364,8 +364,16 @@ def chain_group():
     # The same four configurations in one module and one VM.
     combined = [wasm_filter("combined", CO, policies)]
     auth = lua_rotating_header("authorization", [f"Bearer {hot}"])
+    # What no module running these four policies can do without: read the request headers (input
+    # validation counts them all), remove the token, add the eleven headers and remove `server`
+    # (the rate limit admits from the worker's reservation, with no host call).
+    bound = "request_headers_raw remove_request_header add11_add"
     return [
         entry("upstream only (router to a real upstream)", upstream=True, script=auth, shape=BEARER),
+        entry("wasm floor (no-op filter), real upstream", [wasm_filter("noop", NOOP, {})], [NOOP],
+              upstream=True, script=auth, shape=BEARER),
+        entry(f"{HOST_CALLS}: the four policies' host calls (floor + {bound}), real upstream",
+              [wasm_filter("noop", NOOP, bound)], [NOOP], upstream=True, script=auth, shape=BEARER),
         entry("palisade chain of all four filters, real upstream", chain, [SH, RL, TA, IV], upstream=True,
               script=auth, shape=BEARER),
         entry("palisade combined module (the same four policies, one VM), real upstream", combined, [CO],
