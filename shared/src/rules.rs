@@ -183,6 +183,11 @@ impl<T> RuleSet<T> {
         self.needs_route_name
     }
 
+    /// Whether there are rules besides the default policy.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// The default policy.
     pub fn default_policy(&self) -> &T {
         &self.default

@@ -10,6 +10,7 @@ use palisade::ratelimit::lease::{reservation_size, Leases, LIFETIME_TICKS, MAX_R
 use palisade::ratelimit::store::MemoryStore;
 use palisade::ratelimit::{Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use serde_json::json;
+use std::borrow::Cow;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const NOW: u64 = 1_700_000_000 * NANOS_PER_SEC;
@@ -27,7 +28,13 @@ impl Env {
         Env { cfg, store }
     }
 
-    fn plan(&self, path: &str, ip: &str, headers: &[(&str, &str)]) -> Plan {
+    /// `decide` applied to the facts of a `POST` of `path` from `ip` with these headers.
+    fn with_facts<R>(
+        path: &str,
+        ip: &str,
+        headers: &[(&str, &str)],
+        decide: impl FnOnce(&RequestFacts<'_>) -> R,
+    ) -> R {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -39,11 +46,20 @@ impl Env {
             route_name: None,
             headers: &headers,
         };
-        self.cfg.plan(&RequestFacts {
+        decide(&RequestFacts {
             request: &req,
             downstream: Some(ip),
             client_ip: &ClientIpConfig::default(),
         })
+    }
+
+    fn plan(&self, path: &str, ip: &str, headers: &[(&str, &str)]) -> Plan {
+        Self::with_facts(path, ip, headers, |facts| self.cfg.plan(facts))
+    }
+
+    /// The plan as the filter asks for it (borrowed from the config when no request changes it).
+    fn plan_for(&self, path: &str, ip: &str, headers: &[(&str, &str)]) -> Cow<'_, Plan> {
+        Self::with_facts(path, ip, headers, |facts| self.cfg.plan_for(facts))
     }
 
     fn ask(&self, path: &str, ip: &str, now: u64) -> Verdict {
@@ -770,4 +786,68 @@ fn without_reserve_every_refusal_asks_the_store() {
         assert!(env.store_ops() > before);
     }
     assert_eq!(w.leases.take_refused_again(), 0);
+}
+
+impl Env {
+    /// Decides `plan` as worker `w` would, reservations included.
+    fn reserve_plan(&self, w: &mut Worker, plan: &Plan, now: u64) -> Verdict {
+        self.cfg
+            .check_reserving(&self.store, plan, || now, &mut w.leases)
+            .unwrap()
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_global_limit_is_planned_once_and_decides_like_a_plan_made_per_request() {
+    let global = json!({"limits": [
+        {"name": "all", "requests": 2000, "per": "second", "key": {"constant": "all"}},
+        {"name": "all-minute", "requests": 30000, "per": "minute", "key": {"constant": "all"}}
+    ]});
+    let env = Env::new(global.clone());
+    for (path, ip, headers) in [
+        ("/", IP, vec![]),
+        ("/admin", "10.9.9.9", vec![("x-api-key", "k")]),
+    ] {
+        let plan = env.plan_for(path, ip, &headers);
+        assert!(matches!(plan, Cow::Borrowed(_)), "no request can change it");
+        assert_eq!(*plan, env.plan(path, ip, &headers));
+    }
+
+    // The borrowed plan (with the lease keys kept beside it) and a copy of it, each decided by
+    // its own worker and store, give the same verdicts: reservations, their ends, refusals.
+    let twin = Env::new(global);
+    let (mut a, mut b) = (Worker::default(), Worker::default());
+    let (mut reserved, mut refused) = (0, 0);
+    for i in 0..6000u64 {
+        let now = NOW + i * NANOS_PER_SEC / 3000;
+        if i % 300 == 299 {
+            env.expire(&mut a, now);
+            twin.expire(&mut b, now);
+        }
+        let fixed = env.plan_for("/", IP, &[]);
+        let copy = fixed.clone().into_owned();
+        let v = env.reserve_plan(&mut a, &fixed, now);
+        assert_eq!(v, twin.reserve_plan(&mut b, &copy, now), "request {i}");
+        reserved += u32::from(v.statuses.iter().any(|s| s.reserved > 0));
+        refused += u32::from(!v.admitted);
+    }
+    assert!(
+        reserved > 0 && refused > 0,
+        "{reserved} reservations, {refused} refusals"
+    );
+    assert_eq!(a.leases.take_admitted(), b.leases.take_admitted());
+    assert_eq!(env.store_ops(), twin.store_ops());
+
+    // Anything a request can change is planned for each request.
+    for doc in [
+        json!({"limits": [{"name": "per-key", "requests": 10, "per": "second", "key": {"header": "x-api-key"}}]}),
+        json!({"limits": [{"name": "per-client", "requests": 10, "per": "second"}]}),
+        json!({"limits": [{"name": "all", "requests": 10, "per": "second", "key": {"constant": "all"}}],
+               "rules": [{"name": "admin", "match": {"path": {"prefix": "/admin"}}, "exempt": true}]}),
+        json!({"limits": [{"name": "all", "requests": 10, "per": "second", "key": {"constant": "all"}}],
+               "auth_failure": {"max_failures": 3, "window": 60, "block_for": 300}}),
+    ] {
+        let env = Env::new(doc.clone());
+        assert!(matches!(env.plan_for("/", IP, &[]), Cow::Owned(_)), "{doc}");
+    }
 }

@@ -19,6 +19,7 @@ use palisade::ratelimit::store::{CasStore, StoreError, Versioned};
 use palisade::ratelimit::{Leases, Outcome, Plan, RateLimitConfig, RequestFacts, Verdict};
 use palisade_host::pipeline::{Flow, Request, Response, Stage, StageRoot};
 use palisade_host::{self as host, HostCounter, SharedWriteError};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -219,11 +220,11 @@ impl Limit {
                 return Flow::Answered;
             }
         };
-        self.act(req, plan, &verdict)
+        self.act(req, Cow::Owned(plan), &verdict)
     }
 
     /// Refuses (429 + headers), or marks and passes the request; the same for every mode.
-    fn act(&mut self, req: &mut Request, plan: Plan, verdict: &Verdict) -> Flow {
+    fn act(&mut self, req: &mut Request, plan: Cow<'_, Plan>, verdict: &Verdict) -> Flow {
         let config = Rc::clone(&self.config);
         self.metrics.outcome(verdict.outcome()).inc();
         if verdict.is_limited() {
@@ -236,7 +237,7 @@ impl Limit {
         }
         self.response_headers = config.allowed_headers(&plan, verdict);
         if !plan.throttles.is_empty() {
-            self.plan = Some(plan);
+            self.plan = Some(plan.into_owned());
         }
         Flow::Continue
     }
@@ -252,7 +253,7 @@ impl Stage for Limit {
         } else {
             None
         };
-        let plan = config.plan(&RequestFacts {
+        let plan = config.plan_for(&RequestFacts {
             request: &req.request(),
             downstream: downstream.as_deref(),
             client_ip: &config.client_ip,
@@ -283,10 +284,12 @@ impl Stage for Limit {
             let now = req.now_nanos();
             return match host::grpc_call(&d.cluster, rls::SERVICE, rls::METHOD, &message, timeout) {
                 Some(token) => {
-                    self.pending = Some((token, plan, now));
+                    self.pending = Some((token, plan.into_owned(), now));
                     Flow::Wait
                 }
-                None => self.decide_distributed(req, plan, Err(BackendError::Dispatch)),
+                None => {
+                    self.decide_distributed(req, plan.into_owned(), Err(BackendError::Dispatch))
+                }
             };
         }
         let verdict = self.local_verdict(&plan, req);

@@ -35,11 +35,12 @@ use super::state::{Table, WhenFull};
 use super::store::{ensure_keys, CasStore, StoreError};
 use crate::client_ip::ClientIpConfig;
 use crate::config::{from_value, parse_json, ConfigError};
-use crate::matcher::Request;
+use crate::matcher::{NoHeaders, Request};
 use crate::response::ErrorResponse;
 use crate::rules::RuleSet;
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 /// Keys that are filter-wide settings.
@@ -320,6 +321,9 @@ pub struct RateLimitConfig {
     pub store: StoreSpec,
     pub distributed: Option<DistributedSpec>,
     needs_route_name: bool,
+    /// The plan of every request and its lease keys, when no request can change it (see
+    /// [`RateLimitConfig::plan_for`]).
+    fixed: Option<(Plan, Vec<Vec<u8>>)>,
 }
 
 #[derive(Default)]
@@ -579,7 +583,7 @@ impl RateLimitConfig {
         let needs_route_name = rules.needs_route_name()
             || limits.iter().any(|l| l.key.needs_route_name())
             || throttles.iter().any(|t| t.key.needs_route_name());
-        Ok(RateLimitConfig {
+        let mut config = RateLimitConfig {
             limits,
             throttles,
             rules,
@@ -587,7 +591,46 @@ impl RateLimitConfig {
             store,
             distributed,
             needs_route_name,
-        })
+            fixed: None,
+        };
+        config.fixed = config.fixed_plan();
+        Ok(config)
+    }
+
+    /// The plan every request gets when none can change it: no rules, no auth-failure throttle,
+    /// and only constant keys (a global limit). Planned once, with its lease keys.
+    fn fixed_plan(&self) -> Option<(Plan, Vec<Vec<u8>>)> {
+        let policy = self.rules.default_policy();
+        let fixed = !self.rules.has_rules()
+            && policy.throttle.is_none()
+            && (policy.limits.iter())
+                .all(|&id| self.limits.get(id).is_some_and(|l| l.key.is_constant()));
+        if !fixed {
+            return None;
+        }
+        let plan = self.plan(&RequestFacts {
+            request: &Request {
+                authority: "",
+                path: "/",
+                method: "",
+                route_name: None,
+                headers: &NoHeaders,
+            },
+            downstream: None,
+            client_ip: &self.client_ip,
+        });
+        let keys = plan.checks.iter().map(super::lease::lease_key).collect();
+        Some((plan, keys))
+    }
+
+    /// The plan for a request: [`RateLimitConfig::plan`], borrowed from the config when no
+    /// request can change it (no allocation, and [`RateLimitConfig::check_reserving`] reuses its
+    /// lease keys).
+    pub fn plan_for(&self, facts: &RequestFacts<'_>) -> Cow<'_, Plan> {
+        match &self.fixed {
+            Some((plan, _)) => Cow::Borrowed(plan),
+            None => Cow::Owned(self.plan(facts)),
+        }
     }
 
     /// Every limit, in config order.
@@ -738,19 +781,30 @@ impl RateLimitConfig {
         if !self.reserves() {
             return self.check(store, plan, now());
         }
-        let keys: Vec<Vec<u8>> = plan.checks.iter().map(super::lease::lease_key).collect();
-        if let Some(verdict) = leases.admit(&self.limits, &plan.checks, &keys) {
+        let planned;
+        let keys: &[Vec<u8>] = match &self.fixed {
+            Some((fixed, keys)) if std::ptr::eq(fixed, plan) => keys,
+            _ => {
+                planned = plan
+                    .checks
+                    .iter()
+                    .map(super::lease::lease_key)
+                    .collect::<Vec<_>>();
+                &planned
+            }
+        };
+        if let Some(verdict) = leases.admit(&self.limits, &plan.checks, keys) {
             return Ok(verdict);
         }
         let now = now();
-        if let Some(verdict) = leases.refuse(&keys, now) {
+        if let Some(verdict) = leases.refuse(keys, now) {
             return Ok(verdict);
         }
-        let want = leases.wanted(&self.limits, &plan.checks, &keys);
+        let want = leases.wanted(&self.limits, &plan.checks, keys);
         let verdict = limiter::check_reserving(store, &self.items(plan), now, &want)?;
-        let unused = leases.keep(&plan.checks, &keys, &verdict);
+        let unused = leases.keep(&plan.checks, keys, &verdict);
         self.give_back(store, &unused, now);
-        leases.remember_refusal(&keys, &verdict, now);
+        leases.remember_refusal(keys, &verdict, now);
         Ok(verdict)
     }
 

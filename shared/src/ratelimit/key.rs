@@ -334,6 +334,11 @@ impl Key {
         })
     }
 
+    /// Whether the key is the same for every request (`constant` alone).
+    pub fn is_constant(&self) -> bool {
+        (self.parts.iter()).all(|part| matches!(part.source, Source::Constant(_)))
+    }
+
     /// The key's value for a request (names shared with the compiled key; one allocation per
     /// value read from the request).
     pub fn extract(&self, facts: &RequestFacts<'_>) -> KeyValue {
