@@ -206,6 +206,10 @@ def test_a_fetched_key_anyone_could_sign_for_is_skipped(token_envoy, jwks, keyse
     assert e.get("/", headers=bearer(keyset["EdDSA"].token())).status == 200
     assert "JWKS key skipped: keys[5] (kid 'weak'): the key is not a valid public key: an Ed25519 key " \
         "of small order" in e.logs()
+    # Logged once per fetch, by the VM that fetched (not again by each worker loading the keys).
+    fetches = lambda: e.counter("palisade_token_jwks_fetch_success_total")
+    assert wait_until(lambda: e.logs().count("JWKS key skipped") == fetches()), \
+        (e.logs().count("JWKS key skipped"), fetches())
 
 
 def test_keys_found_through_openid_discovery(envoy, jwks, keyset):

@@ -13,6 +13,7 @@ mod keys;
 
 use log::{debug, info, warn};
 use palisade::metrics::Counter;
+use palisade::token::jwks::SkippedKey;
 use palisade::token::remote::{parse_discovery, Endpoint, FetchSchedule, RemoteKeys};
 use palisade::token::{
     strip_cookie, strip_query_param, HostCheck, HostVerdict, KeyStore, Outcome, Peer,
@@ -200,37 +201,30 @@ impl State {
         r.loaded = Some(published.cas);
         r.schedule.succeeded(published.fetched_at_ms);
         drop(remote);
-        self.install(provider, &published.document)
+        self.install(provider, &published.document).is_some()
     }
 
-    /// Parses a JWKS document and installs its keys in this VM.
-    fn install(&self, provider: usize, document: &[u8]) -> bool {
+    /// Parses a JWKS document and installs its keys in this VM; the keys it left out, or `None`
+    /// when nothing was installed.
+    fn install(&self, provider: usize, document: &[u8]) -> Option<Vec<SkippedKey>> {
         let p = &self.config.providers()[provider];
         match p.parse_fetched_jwks(document) {
-            Ok(parsed) => {
-                for skipped in &parsed.skipped {
-                    info!(
-                        "palisade {FILTER_NAME}: provider '{}': JWKS key skipped: {skipped}",
+            Ok(parsed) => match self.keys.borrow_mut().set_fetched(provider, parsed.keys) {
+                Ok(()) => Some(parsed.skipped),
+                Err(e) => {
+                    warn!(
+                        "palisade {FILTER_NAME}: provider '{}': keys not installed: {e}",
                         p.name
                     );
+                    None
                 }
-                match self.keys.borrow_mut().set_fetched(provider, parsed.keys) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        warn!(
-                            "palisade {FILTER_NAME}: provider '{}': keys not installed: {e}",
-                            p.name
-                        );
-                        false
-                    }
-                }
-            }
+            },
             Err(e) => {
                 warn!(
                     "palisade {FILTER_NAME}: provider '{}': bad JWKS document: {e}",
                     p.name
                 );
-                false
+                None
             }
         }
     }
@@ -311,14 +305,22 @@ impl State {
                 }
             }
             (Fetch::Jwks(_), Some(body)) => {
+                // Skipped keys are logged here, by the VM that fetched the document (once per
+                // fetch), not by every VM that loads it from shared data.
                 let installed = self.install(provider, &body);
-                if installed {
+                for skipped in installed.iter().flatten() {
+                    info!(
+                        "palisade {FILTER_NAME}: provider '{}': JWKS key skipped: {skipped}",
+                        p.name
+                    );
+                }
+                if installed.is_some() {
                     let cas = keys::publish(&p.name, now, &body);
                     if let Some(Some(r)) = self.remote.borrow_mut().get_mut(provider) {
                         r.loaded = cas;
                     }
                 }
-                installed
+                installed.is_some()
             }
         };
         keys::release_lease(&p.name);
