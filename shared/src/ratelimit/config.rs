@@ -781,6 +781,8 @@ impl RateLimitConfig {
         if !self.reserves() {
             return self.check(store, plan, now());
         }
+        // The config's fixed plan (as `plan_for` lends it) comes with its lease keys; any other
+        // plan has them made here.
         let planned;
         let keys: &[Vec<u8>] = match &self.fixed {
             Some((fixed, keys)) if std::ptr::eq(fixed, plan) => keys,

@@ -377,11 +377,15 @@ impl Cursor<'_> {
             let mut index = 0;
             loop {
                 self.skip_ws();
-                let raw_key = if object {
-                    let raw_key = self.string()?.to_vec();
+                // The member's name as written (a slice of the input, copied only to `out`).
+                let raw_key: Option<&[u8]> = if object {
+                    let src = self.src;
+                    let start = self.pos;
+                    self.string()?;
+                    let raw_key = &src[start..self.pos];
                     // The decoded name, so escapes cannot hide a field (serde_json handles
                     // surrogates).
-                    let key: String = serde_json::from_slice(&raw_key).map_err(|_| Malformed)?;
+                    let key: String = serde_json::from_slice(raw_key).map_err(|_| Malformed)?;
                     self.skip_ws();
                     self.expect(b':')?;
                     path.push(Seg::Key(key));
@@ -399,7 +403,7 @@ impl Cursor<'_> {
                         if written {
                             o.push(b',');
                         }
-                        if let Some(k) = &raw_key {
+                        if let Some(k) = raw_key {
                             o.extend_from_slice(k);
                             o.push(b':');
                         }
